@@ -1,0 +1,55 @@
+"""The ``openseg`` command: ``openseg plugins`` and ``openseg shapes DIR``."""
+import argparse
+import sys
+
+from openseg_core.engine.cli import run_tool
+
+
+def _plugins(args) -> None:
+    from openseg_core.plugins import ALLOW_ENV, DISABLE_ENV, get_plugin_manager
+    manager = get_plugin_manager()
+    for record in manager.records.values():
+        state = 'enabled' if record.enabled else f'disabled ({record.reason})'
+        dist = f' [{record.distribution}]' if record.distribution else ''
+        print(f'{record.name} {record.version}{dist}: {state}')
+        if record.description:
+            print(f'  {record.description}')
+        if record.requires:
+            print(f"  requires: {', '.join(record.requires)}")
+        for kind, names in sorted(record.registered.items()):
+            print(f"  {kind.lower()}: {', '.join(names)}")
+    print(f'(allow-list with {ALLOW_ENV}=a,b; disable with {DISABLE_ENV}=a,b)')
+
+
+def _shapes(args) -> None:
+    from openseg_core.datasets.shapes import ShapesSpec, generate_shapes
+    spec = ShapesSpec(image_size=args.size, seed=args.seed,
+                      splits=dict(train=args.train, val=args.val, val_open=args.val_open))
+    if min(spec.splits.values()) < 0 or args.size < 32:
+        raise ValueError('split sizes must be >= 0 and --size >= 32')
+
+    def progress(split, done, total):
+        if done == total or done % 100 == 0:
+            print(f'  {split}: {done}/{total} images', file=sys.stderr)
+
+    out = generate_shapes(args.out, spec, progress=progress)
+    print(f'wrote shapes dataset to {out}')
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog='openseg')
+    sub = parser.add_subparsers(dest='command', required=True)
+    sub.add_parser('plugins', help='list plugins, their versions and what they register')
+    shapes = sub.add_parser('shapes', help='generate the shapes dataset')
+    shapes.add_argument('out', help='output directory (replaced atomically)')
+    shapes.add_argument('--train', type=int, default=800)
+    shapes.add_argument('--val', type=int, default=100)
+    shapes.add_argument('--val-open', type=int, default=100)
+    shapes.add_argument('--size', type=int, default=128, help='image side in pixels')
+    shapes.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    run_tool(lambda: {'plugins': _plugins, 'shapes': _shapes}[args.command](args), 'openseg')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,98 @@
+"""What tools/train.py, tools/test.py and tools/demo.py share: config loading with checks,
+and failing in one line without leaving half-written output."""
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+from typing import Optional
+
+from mmengine.config import Config, DictAction
+
+from openseg_core.plugins import load_plugins
+
+from .config_check import check_config
+from .safe_checkpoint import allow_openseg_checkpoint_types
+
+DEBUG_ENV = 'OPENSEG_DEBUG'
+
+
+class UserError(Exception):
+    """Bad input spotted by a tool itself."""
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='directory for logs, checkpoints and outputs')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. model.query_decoder.num_queries=50')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher (tools/dist_train.sh uses pytorch)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None) -> Config:
+    """Read a config, apply overrides, load plugins, and check every type it names."""
+    if not os.path.isfile(path):
+        raise UserError(f'config file not found: {path}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = os.path.join('work_dirs', os.path.splitext(os.path.basename(path))[0])
+    manager = load_plugins()
+    check_config(cfg, manager)
+    allow_openseg_checkpoint_types()
+    return cfg
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # DataLoader workers wrap the original error in a traceback; its last line says it.
+    line = lines[-1] if 'Original Traceback' in text else lines[0]
+    return line if isinstance(exc, (UserError, ValueError, KeyError, FileNotFoundError,
+                                    AssertionError)) else f'{type(exc).__name__}: {line}'
+
+
+@contextlib.contextmanager
+def cleanup_on_error(work_dir: Optional[str]):
+    """Remove what this run added to ``work_dir`` if it fails before writing a checkpoint."""
+    before = set(os.listdir(work_dir)) if work_dir and os.path.isdir(work_dir) else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        if work_dir and os.path.isdir(work_dir):
+            added = set(os.listdir(work_dir)) - (before or set())
+            if not any(name.endswith('.pth') for name in added):
+                if before is None:
+                    shutil.rmtree(work_dir, ignore_errors=True)
+                else:
+                    for name in added:
+                        path = os.path.join(work_dir, name)
+                        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) \
+                            else os.remove(path)
+        raise
+
+
+def run_tool(main, prog: str) -> None:
+    """Run ``main()``; turn any error into ``<prog>: error: <one line>`` and exit 2.
+
+    Set ``OPENSEG_DEBUG=1`` to see the traceback instead.
+    """
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f'{prog}: interrupted', file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: B902 - the top of a command-line tool
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f'{prog}: error: {_one_line(exc)}', file=sys.stderr)
+        sys.exit(2)

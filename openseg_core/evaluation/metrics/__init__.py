@@ -1,0 +1,3 @@
+from .referring_metric import ReferringSegMetric, mask_iou_stats
+
+__all__ = ['ReferringSegMetric', 'mask_iou_stats']

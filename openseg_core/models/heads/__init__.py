@@ -1,0 +1,3 @@
+from .text_classifier_head import TextClassifierHead
+
+__all__ = ['TextClassifierHead']

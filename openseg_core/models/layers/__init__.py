@@ -1,0 +1,3 @@
+from .mask_postprocessor import MaskPostProcessor
+
+__all__ = ['MaskPostProcessor']

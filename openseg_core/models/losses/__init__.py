@@ -1,0 +1,3 @@
+from .mask_classification_loss import MaskClassificationLoss
+
+__all__ = ['MaskClassificationLoss']

@@ -1,0 +1,3 @@
+from .hungarian_mask_matcher import HungarianMaskMatcher
+
+__all__ = ['HungarianMaskMatcher']

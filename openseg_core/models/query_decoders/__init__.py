@@ -1,0 +1,3 @@
+from .masked_attention_decoder import MaskedAttentionQueryDecoder
+
+__all__ = ['MaskedAttentionQueryDecoder']

@@ -1,0 +1,125 @@
+"""The core's reference model: open-vocabulary mask classification (Mask2Former-style)."""
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.utils import preprocess_panoptic_gt
+from mmdet.structures import SampleList
+from mmengine.model import BaseModel
+from torch import Tensor
+
+from openseg_core.registry import MODELS
+
+
+@MODELS.register_module()
+class OpenVocabMaskSegmentor(BaseModel):
+    """Backbone -> pixel decoder -> masked-attention query decoder -> text-similarity classes.
+
+    The vocabulary is data, not architecture: :meth:`set_vocabulary` (called by
+    ``VocabularyHook`` from each dataset's ``thing_classes``/``stuff_classes``, or by the user)
+    chooses the classes; their text embeddings come from the cached text encoder.
+
+    Args:
+        backbone: ``(B, 3, H, W)`` -> features at strides 4-32 (e.g. mmdet ``ResNet``).
+        pixel_decoder: -> ``(B, C, H/4, W/4)`` mask features + memories (e.g. mmdet
+            ``MSDeformAttnPixelDecoder``).
+        query_decoder: e.g. :class:`MaskedAttentionQueryDecoder`.
+        text_encoder: e.g. :class:`OpenCLIPTextEncoder`.
+        head: e.g. :class:`TextClassifierHead`.
+        loss: e.g. :class:`MaskClassificationLoss`.
+        postprocessor: e.g. :class:`MaskPostProcessor`.
+        thing_classes, stuff_classes: the initial vocabulary.
+        data_preprocessor: e.g. mmdet ``DetDataPreprocessor``.
+    """
+
+    def __init__(self, backbone: dict, pixel_decoder: dict, query_decoder: dict,
+                 text_encoder: dict, head: dict, loss: dict, postprocessor: dict,
+                 thing_classes: Sequence[str] = (), stuff_classes: Sequence[str] = (),
+                 data_preprocessor: Optional[dict] = None, init_cfg=None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.pixel_decoder = MODELS.build(pixel_decoder)
+        self.query_decoder = MODELS.build(query_decoder)
+        self.text_encoder = MODELS.build(text_encoder)
+        self.head = MODELS.build(head)
+        self.loss_module = MODELS.build(loss)
+        self.postprocessor = MODELS.build(postprocessor)
+        self.thing_classes: tuple = ()
+        self.stuff_classes: tuple = ()
+        if thing_classes or stuff_classes:
+            self.set_vocabulary(thing_classes, stuff_classes)
+
+    def set_vocabulary(self, thing_classes: Sequence[str],
+                       stuff_classes: Sequence[str] = ()) -> None:
+        """Classify into these names from now on; labels index ``things + stuff``."""
+        names = list(thing_classes) + list(stuff_classes)
+        if not names:
+            raise ValueError('the vocabulary is empty: give at least one class name')
+        if len(set(names)) != len(names):
+            raise ValueError(f'the vocabulary repeats a class name: {names}')
+        self.thing_classes, self.stuff_classes = tuple(thing_classes), tuple(stuff_classes)
+
+    @property
+    def classes(self) -> tuple:
+        return self.thing_classes + self.stuff_classes
+
+    def class_embeddings(self) -> Tensor:
+        """``(K, D)`` text embeddings of the current vocabulary (cached by the encoder)."""
+        if not self.classes:
+            raise RuntimeError('no vocabulary: call set_vocabulary() or give thing_classes')
+        return self.text_encoder.encode_vocabulary(self.classes)
+
+    def _forward(self, inputs: Tensor, data_samples: Optional[SampleList] = None) -> Dict:
+        """Network forward: per decoder layer, ``cls_logits (B, Q, K+1)`` and
+        ``mask_logits (B, Q, H/4, W/4)``."""
+        feats = self.backbone(inputs)
+        mask_features, memories = self.pixel_decoder(list(feats))
+        decoded = self.query_decoder(mask_features, memories)
+        class_embeds = self.class_embeddings()
+        cls_logits = [self.head(q, class_embeds) for q in decoded['query_embeds']]
+        return dict(cls_logits=cls_logits, mask_logits=decoded['mask_logits'])
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
+        outputs = self._forward(inputs)
+        num_things, num_stuff = len(self.thing_classes), len(self.stuff_classes)
+        gt_labels, gt_masks = [], []
+        for sample in data_samples:
+            sem = sample.gt_sem_seg.sem_seg if 'gt_sem_seg' in sample else None
+            labels, masks = preprocess_panoptic_gt(
+                sample.gt_instances.labels, sample.gt_instances.masks, sem, num_things,
+                num_stuff)
+            if labels.numel() and int(labels.max()) >= num_things + num_stuff:
+                raise ValueError(f'target label {int(labels.max())} is outside the vocabulary '
+                                 f'of {num_things + num_stuff} classes')
+            gt_labels.append(labels)
+            gt_masks.append(masks)
+        return self.loss_module(outputs['cls_logits'], outputs['mask_logits'], gt_labels,
+                                gt_masks)
+
+    def predict(self, inputs: Tensor, data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        outputs = self._forward(inputs)
+        mask_logits = F.interpolate(outputs['mask_logits'][-1], size=inputs.shape[-2:],
+                                    mode='bilinear', align_corners=False)
+        metas = [s.metainfo for s in data_samples]
+        results = self.postprocessor.predict(
+            outputs['cls_logits'][-1], mask_logits, metas, num_things=len(self.thing_classes),
+            num_stuff=len(self.stuff_classes), rescale=rescale)
+        for sample, result in zip(data_samples, results):
+            if 'pan_results' in result:
+                sample.pred_panoptic_seg = result['pan_results']
+            if 'sem_results' in result:
+                sample.pred_sem_seg = result['sem_results']
+            if 'ins_results' in result:
+                sample.pred_instances = result['ins_results']
+        return data_samples
+
+    def forward(self, inputs: Tensor, data_samples: Optional[SampleList] = None,
+                mode: str = 'tensor') -> Union[Dict, SampleList]:
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self._forward(inputs, data_samples)
+        raise ValueError(f'mode must be loss, predict or tensor, not {mode!r}')

@@ -1,0 +1,3 @@
+from .open_clip_text_encoder import OpenCLIPTextEncoder
+
+__all__ = ['OpenCLIPTextEncoder']

@@ -1,0 +1,124 @@
+"""A text encoder from open_clip: any of its architectures, weights from a local file."""
+from typing import Dict, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from openseg_core.registry import MODELS
+from openseg_core.utils.checkpoint import load_state_dict_file
+
+DEFAULT_TEMPLATES = ('a photo of a {}.',)
+
+
+@MODELS.register_module()
+class OpenCLIPTextEncoder(BaseModule):
+    """CLIP's causal text transformer with the CLIP BPE tokenizer.
+
+    Args:
+        model_name: an open_clip architecture (``open_clip.list_models()``), e.g. ``ViT-B-16``;
+            its text tower is built. Ignored for the tower's shape when ``text_cfg`` is given.
+        text_cfg: overrides of open_clip's ``CLIPTextCfg`` (``width``, ``layers``, ``heads``,
+            ``context_length``...) to build a smaller tower, e.g. for tests.
+        embed_dim: width ``D`` of the pooled output; default the architecture's.
+        pretrained: path of a local open_clip/OpenAI CLIP checkpoint (full model or text tower);
+            ``None`` keeps the random initialisation. Nothing is ever downloaded.
+        templates: prompt templates for class names; several are averaged (prompt ensembling).
+        frozen: freeze the weights; then class embeddings are cached across calls.
+    """
+
+    def __init__(self, model_name: str = 'ViT-B-16', text_cfg: Optional[dict] = None,
+                 embed_dim: Optional[int] = None, pretrained: Optional[str] = None,
+                 templates: Sequence[str] = DEFAULT_TEMPLATES, frozen: bool = True,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        import open_clip
+        from open_clip.model import _build_text_tower
+        from open_clip.tokenizer import SimpleTokenizer
+
+        arch = open_clip.get_model_config(model_name)
+        if arch is None:
+            raise ValueError(f'unknown open_clip architecture {model_name!r}; choose one of '
+                             'open_clip.list_models()')
+        cfg = dict(arch['text_cfg'], **(text_cfg or {}))
+        cfg['output_tokens'] = True
+        self.embed_dim = embed_dim or arch['embed_dim']
+        self.tower = _build_text_tower(self.embed_dim, cfg,
+                                       quick_gelu=arch.get('quick_gelu', False))
+        self.context_length = self.tower.context_length
+        self.tokenizer = SimpleTokenizer(context_length=self.context_length)
+        if not templates or any('{}' not in t for t in templates):
+            raise ValueError(f'every prompt template needs a "{{}}" slot, got {templates!r}')
+        self.templates = tuple(templates)
+        self.frozen = frozen
+        self._vocab_cache: Dict[tuple, Tensor] = {}
+        if pretrained is not None:
+            self._load_pretrained(pretrained)
+        if frozen:
+            self.requires_grad_(False)
+
+    def _load_pretrained(self, path: str) -> None:
+        state = load_state_dict_file(path, what='open_clip text encoder weights')
+        state = state.get('state_dict', state)
+        tower_keys = set(self.tower.state_dict())
+        # Full CLIP checkpoints keep the text tower at the top level beside ``visual.*``.
+        text_state = {k.removeprefix('module.'): v for k, v in state.items()
+                      if k.removeprefix('module.') in tower_keys}
+        missing = tower_keys - set(text_state)
+        if missing:
+            raise ValueError(f'{path}: not a checkpoint of this text tower; missing '
+                             f'{sorted(missing)[:5]} (check model_name / text_cfg)')
+        self.tower.load_state_dict(text_state)
+
+    @property
+    def token_embedding_table(self) -> Tensor:
+        """``(V, D_tok)`` token embeddings, shared with captioning heads."""
+        return self.tower.token_embedding.weight
+
+    def tokenize(self, texts: Sequence[str]) -> Tensor:
+        """``(N, L)`` token ids (``L`` = context length), padded with 0."""
+        return self.tokenizer(list(texts)).to(self.token_embedding_table.device)
+
+    def forward(self, texts: Sequence[str]) -> Dict[str, Tensor]:
+        """Encode ``N`` strings.
+
+        Returns:
+            dict: ``token_feats (N, L, D_tok)``, ``pooled (N, D)`` (not normalised),
+            ``token_ids (N, L)`` and ``mask (N, L)`` (True for real tokens).
+        """
+        tokens = self.tokenize(texts)
+        pooled, token_feats = self.tower(tokens)
+        return dict(token_feats=token_feats, pooled=pooled, token_ids=tokens,
+                    mask=tokens != 0)
+
+    def encode_vocabulary(self, class_names: Sequence[str]) -> Tensor:
+        """``(K, D)`` L2-normalised class embeddings, averaged over the prompt templates.
+
+        Cached while the encoder is frozen, so a fixed vocabulary of thousands of names costs one
+        encoding per process, not one per image.
+        """
+        if len(class_names) == 0:
+            raise ValueError('the vocabulary is empty: give at least one class name')
+        key = (tuple(class_names), self.templates)
+        cacheable = self.frozen or not torch.is_grad_enabled()
+        if cacheable and key in self._vocab_cache:
+            cached = self._vocab_cache[key]
+            if cached.device == self.token_embedding_table.device:
+                return cached
+        prompts = [t.format(name) for name in class_names for t in self.templates]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            embeds = []
+            for start in range(0, len(prompts), 1024):
+                embeds.append(self(prompts[start:start + 1024])['pooled'])
+        embeds = F.normalize(torch.cat(embeds), dim=-1)
+        embeds = F.normalize(embeds.view(len(class_names), len(self.templates), -1).mean(1),
+                             dim=-1)
+        if cacheable:
+            self._vocab_cache[key] = embeds.detach()
+        return embeds
+
+    def train(self, mode: bool = True):
+        if mode and not self.frozen:
+            self._vocab_cache.clear()
+        return super().train(mode)

@@ -1,0 +1,54 @@
+"""openseg's registries: children of MMDetection's, under the single scope ``openseg``.
+
+Any mmdet / mmcv / mmengine component stays buildable by its plain name from an openseg config
+(``type='ResNet'``) because a child registry falls back to its parents. Plugins get their own
+child registries, one scope per plugin, so a config can say ``type='xdecoder.XDecoderHead'``
+and the scope names the plugin that provides it.
+"""
+from types import SimpleNamespace
+
+from mmdet import registry as mmdet_registry
+from mmengine.registry import Registry
+
+SCOPE = 'openseg'
+
+MODELS = Registry('model', parent=mmdet_registry.MODELS, scope=SCOPE,
+                  locations=['openseg_core.models'])
+DATASETS = Registry('dataset', parent=mmdet_registry.DATASETS, scope=SCOPE,
+                    locations=['openseg_core.datasets'])
+TRANSFORMS = Registry('transform', parent=mmdet_registry.TRANSFORMS, scope=SCOPE,
+                      locations=['openseg_core.datasets'])
+METRICS = Registry('metric', parent=mmdet_registry.METRICS, scope=SCOPE,
+                   locations=['openseg_core.evaluation'])
+TASK_UTILS = Registry('task util', parent=mmdet_registry.TASK_UTILS, scope=SCOPE,
+                      locations=['openseg_core.models'])
+HOOKS = Registry('hook', parent=mmdet_registry.HOOKS, scope=SCOPE,
+                 locations=['openseg_core.engine'])
+VISUALIZERS = Registry('visualizer', parent=mmdet_registry.VISUALIZERS, scope=SCOPE)
+DATA_SAMPLERS = Registry('data sampler', parent=mmdet_registry.DATA_SAMPLERS, scope=SCOPE)
+OPTIM_WRAPPERS = Registry('optim_wrapper', parent=mmdet_registry.OPTIM_WRAPPERS, scope=SCOPE)
+PARAM_SCHEDULERS = Registry('parameter scheduler', parent=mmdet_registry.PARAM_SCHEDULERS,
+                            scope=SCOPE)
+LOOPS = Registry('loop', parent=mmdet_registry.LOOPS, scope=SCOPE)
+
+#: Registries a plugin may register into, by the attribute name it uses.
+CORE_REGISTRIES = dict(MODELS=MODELS, DATASETS=DATASETS, TRANSFORMS=TRANSFORMS, METRICS=METRICS,
+                       TASK_UTILS=TASK_UTILS, HOOKS=HOOKS, VISUALIZERS=VISUALIZERS)
+
+
+def plugin_registries(scope: str) -> SimpleNamespace:
+    """Child registries of the core ones for one plugin's scope (created once).
+
+    A plugin registers ``@plugin_registries('xdecoder').MODELS.register_module()`` and configs
+    name the class ``'xdecoder.ClassName'``. Inside, plain names still resolve to core, mmdet
+    and mmengine components through the parent chain.
+    """
+    if not scope.isidentifier() or scope == SCOPE:
+        raise ValueError(f'plugin scope {scope!r} must be a Python identifier other than '
+                         f'{SCOPE!r}')
+    children = {}
+    for attr, parent in CORE_REGISTRIES.items():
+        child = parent._children.get(scope)
+        children[attr] = child if child is not None else Registry(
+            parent.name, parent=parent, scope=scope)
+    return SimpleNamespace(**children)

@@ -1,0 +1,39 @@
+"""Train a model: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]``."""
+import argparse
+import os.path as osp
+
+from mmengine.runner import Runner
+
+from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_config,
+                                     run_tool)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train an openseg model')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from CKPT, or from the latest checkpoint in the work dir')
+    add_common_args(parser)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    cfg.launcher = args.launcher
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'checkpoint to resume not found: {args.resume}')
+        cfg.resume, cfg.load_from = True, args.resume
+    with cleanup_on_error(cfg.work_dir):
+        Runner.from_cfg(cfg).train()
+
+
+if __name__ == '__main__':
+    run_tool(main, 'train.py')
