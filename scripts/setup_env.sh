@@ -25,8 +25,8 @@ log() { printf '[openseg setup] %s\n' "$*" >&2; }
 if [ ! -x "$OPENSEG_VENV/bin/python" ]; then
   log "creating virtual environment $OPENSEG_VENV"
   mkdir -p "$(dirname "$OPENSEG_VENV")"
-  "$OPENSEG_PYTHON" -m venv "$OPENSEG_VENV.partial"
-  mv "$OPENSEG_VENV.partial" "$OPENSEG_VENV"
+  # Complete only once the stack stamp below is written; a broken half is finished next run.
+  "$OPENSEG_PYTHON" -m venv "$OPENSEG_VENV"
 fi
 # shellcheck disable=SC1091
 source "$OPENSEG_VENV/bin/activate"
@@ -70,11 +70,13 @@ fi
 
 # openseg and its plugins, editable from this checkout (cheap; repeated when the checkout moves).
 src_stamp=$OPENSEG_VENV/.openseg-src
-src_spec="$REPO_ROOT $(cat "$REPO_ROOT"/pyproject.toml "$REPO_ROOT"/plugins/*/pyproject.toml 2>/dev/null | cksum)"
+src_spec="$REPO_ROOT $(cat "$REPO_ROOT"/pyproject.toml "$REPO_ROOT"/plugins/*/pyproject.toml 2>/dev/null | cksum || true)"
 if [ "$(cat "$src_stamp" 2>/dev/null)" != "$src_spec" ]; then
   log "installing openseg and its plugins from $REPO_ROOT"
   args=(-e "$REPO_ROOT")
-  for p in "$REPO_ROOT"/plugins/*/pyproject.toml; do [ -f "$p" ] && args+=(-e "$(dirname "$p")"); done
+  for p in "$REPO_ROOT"/plugins/*/pyproject.toml; do
+    if [ -f "$p" ]; then args+=(-e "$(dirname "$p")"); fi
+  done
   $PIP install --no-deps --no-build-isolation "${args[@]}"
   echo "$src_spec" > "$src_stamp"
 fi

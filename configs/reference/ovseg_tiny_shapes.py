@@ -47,7 +47,7 @@ model = dict(
                        instance_on=True, object_mask_thr=0.5, iou_thr=0.8,
                        max_per_image=50))
 
-max_iters = 1500
+max_iters = 2000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

@@ -36,7 +36,8 @@ class OpenVocabPanopticDataset(CocoPanopticDataset):
             self.coco = COCOPanoptic(local_path)
         cats = self.coco.load_cats(self.coco.get_cat_ids())
         known = {c['id'] for c in cats}
-        for segment in self.coco.anns.values():
+        # COCOPanoptic keys segments by id, which repeat across images: values are lists.
+        for segment in (seg for segs in self.coco.anns.values() for seg in segs):
             if segment['category_id'] not in known:
                 raise DatasetError(
                     f"{self.ann_file}: segment {segment['id']} of image "

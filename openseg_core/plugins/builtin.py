@@ -14,6 +14,7 @@ def openseg_plugin_info():
 @hookimpl
 def openseg_register_modules():
     import openseg_core.datasets  # noqa: F401
+    import openseg_core.engine  # noqa: F401
     import openseg_core.evaluation  # noqa: F401
     import openseg_core.models  # noqa: F401
 
