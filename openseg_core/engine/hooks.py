@@ -1,4 +1,8 @@
 """Runner hooks."""
+import random
+
+import numpy as np
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop
@@ -33,3 +37,30 @@ class VocabularyHook(Hook):
 
     def before_test_epoch(self, runner) -> None:
         self._apply(runner, runner.test_dataloader)
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Checkpoints the torch, numpy and Python RNG states so that ``--resume`` continues the
+    exact run: point sampling in the matcher and losses draws from torch's generator.
+
+    The state is put back before the first resumed iteration, after mmengine has fast-forwarded
+    the dataloader (which would otherwise consume random numbers in the main process).
+    """
+
+    def __init__(self):
+        self._pending = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['rng_state'] = dict(torch=torch.get_rng_state(),
+                                       numpy=np.random.get_state(), python=random.getstate())
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._pending = checkpoint.get('rng_state')
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self._pending is not None:
+            torch.set_rng_state(self._pending['torch'])
+            np.random.set_state(self._pending['numpy'])
+            random.setstate(self._pending['python'])
+            self._pending = None

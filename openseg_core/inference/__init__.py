@@ -1,0 +1,3 @@
+from .segmenter import Segmenter, draw_overlay
+
+__all__ = ['Segmenter', 'draw_overlay']
