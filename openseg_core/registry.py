@@ -25,11 +25,25 @@ TASK_UTILS = Registry('task util', parent=mmdet_registry.TASK_UTILS, scope=SCOPE
 HOOKS = Registry('hook', parent=mmdet_registry.HOOKS, scope=SCOPE,
                  locations=['openseg_core.engine'])
 VISUALIZERS = Registry('visualizer', parent=mmdet_registry.VISUALIZERS, scope=SCOPE)
+# The rest mirror mmdet's so that every build under the ``openseg`` scope finds a registry.
+RUNNERS = Registry('runner', parent=mmdet_registry.RUNNERS, scope=SCOPE)
+RUNNER_CONSTRUCTORS = Registry('runner constructor', parent=mmdet_registry.RUNNER_CONSTRUCTORS,
+                               scope=SCOPE)
+LOOPS = Registry('loop', parent=mmdet_registry.LOOPS, scope=SCOPE)
 DATA_SAMPLERS = Registry('data sampler', parent=mmdet_registry.DATA_SAMPLERS, scope=SCOPE)
+MODEL_WRAPPERS = Registry('model_wrapper', parent=mmdet_registry.MODEL_WRAPPERS, scope=SCOPE)
+WEIGHT_INITIALIZERS = Registry('weight initializer', parent=mmdet_registry.WEIGHT_INITIALIZERS,
+                               scope=SCOPE)
+OPTIMIZERS = Registry('optimizer', parent=mmdet_registry.OPTIMIZERS, scope=SCOPE)
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=mmdet_registry.OPTIM_WRAPPERS, scope=SCOPE)
+OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
+                                      parent=mmdet_registry.OPTIM_WRAPPER_CONSTRUCTORS,
+                                      scope=SCOPE)
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=mmdet_registry.PARAM_SCHEDULERS,
                             scope=SCOPE)
-LOOPS = Registry('loop', parent=mmdet_registry.LOOPS, scope=SCOPE)
+EVALUATOR = Registry('evaluator', parent=mmdet_registry.EVALUATOR, scope=SCOPE)
+VISBACKENDS = Registry('vis_backend', parent=mmdet_registry.VISBACKENDS, scope=SCOPE)
+LOG_PROCESSORS = Registry('log_processor', parent=mmdet_registry.LOG_PROCESSORS, scope=SCOPE)
 
 #: Registries a plugin may register into, by the attribute name it uses.
 CORE_REGISTRIES = dict(MODELS=MODELS, DATASETS=DATASETS, TRANSFORMS=TRANSFORMS, METRICS=METRICS,

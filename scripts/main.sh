@@ -20,6 +20,7 @@ python tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR" --show-dir overlay
 echo "== open-vocabulary split (held-out classes: diamond, star; random text encoder)"
 python tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR/val_open" --cfg-options \
   test_dataloader.dataset.ann_file=annotations/panoptic_val_open.json \
+  'test_dataloader.dataset.exclude_classes=[]' \
   test_dataloader.dataset.data_prefix.img=images/val_open/ \
   test_dataloader.dataset.data_prefix.seg=annotations/panoptic_val_open/ \
   "test_evaluator.0.ann_file=$DATA/annotations/panoptic_val_open.json" \

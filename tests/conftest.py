@@ -8,6 +8,16 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / 'configs' / 'reference' / 'ovseg_tiny_shapes.py'
 
 
+@pytest.fixture(scope='session', autouse=True)
+def openseg_scope():
+    """What a user's script does first: load plugins, build under the ``openseg`` scope."""
+    from mmengine.registry import init_default_scope
+
+    from openseg_core.plugins import load_plugins
+    load_plugins()
+    init_default_scope('openseg')
+
+
 @pytest.fixture(scope='session')
 def shapes_root(tmp_path_factory):
     """A small generated shapes dataset shared by the whole session (read-only)."""

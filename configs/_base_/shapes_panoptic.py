@@ -1,5 +1,6 @@
 # The generated shapes world (``openseg shapes data/shapes``) in COCO-panoptic form.
-# ``train`` and ``val`` hold the seen classes; ``val_open`` adds the held-out ones.
+# ``train`` and ``val`` hold the seen classes; ``val_open`` adds the held-out ones, which
+# the loaders exclude from the vocabulary here (set exclude_classes=[] to test on them).
 dataset_type = 'OpenVocabPanopticDataset'
 data_root = 'data/shapes/'
 backend_args = None
@@ -26,6 +27,8 @@ train_dataloader = dict(
     dataset=dict(type=dataset_type, data_root=data_root,
                  ann_file='annotations/panoptic_train.json',
                  data_prefix=dict(img='images/train/', seg='annotations/panoptic_train/'),
+                 # Held out: their names are not even negatives in training.
+                 exclude_classes=('diamond', 'star'),
                  filter_cfg=dict(filter_empty_gt=False), pipeline=train_pipeline,
                  backend_args=backend_args))
 val_dataloader = dict(
@@ -34,7 +37,7 @@ val_dataloader = dict(
     dataset=dict(type=dataset_type, data_root=data_root,
                  ann_file='annotations/panoptic_val.json',
                  data_prefix=dict(img='images/val/', seg='annotations/panoptic_val/'),
-                 test_mode=True, pipeline=test_pipeline, backend_args=backend_args))
+                 exclude_classes=('diamond', 'star'), test_mode=True, pipeline=test_pipeline, backend_args=backend_args))
 test_dataloader = val_dataloader
 
 val_evaluator = [

@@ -9,6 +9,8 @@ from mmengine.runner import BaseLoop
 
 from openseg_core.registry import HOOKS
 
+from .safe_checkpoint import make_portable
+
 
 @HOOKS.register_module()
 class VocabularyHook(Hook):
@@ -40,18 +42,21 @@ class VocabularyHook(Hook):
 
 
 @HOOKS.register_module()
-class RandomStateHook(Hook):
-    """Checkpoints the torch, numpy and Python RNG states so that ``--resume`` continues the
-    exact run: point sampling in the matcher and losses draws from torch's generator.
+class ResumeStateHook(Hook):
+    """Makes checkpoints resumable safely and exactly.
 
-    The state is put back before the first resumed iteration, after mmengine has fast-forwarded
-    the dataloader (which would otherwise consume random numbers in the main process).
+    Safely: the message hub is stored in a form ``torch.load(weights_only=True)`` reads (see
+    ``safe_checkpoint``). Exactly: the torch, numpy and Python RNG states are stored too, since
+    point sampling in the matcher and losses draws from torch's generator. They are put back
+    before the first resumed iteration, after mmengine has fast-forwarded the dataloader (which
+    would otherwise consume random numbers in the main process).
     """
 
     def __init__(self):
         self._pending = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        make_portable(checkpoint)
         checkpoint['rng_state'] = dict(torch=torch.get_rng_state(),
                                        numpy=np.random.get_state(), python=random.getstate())
 

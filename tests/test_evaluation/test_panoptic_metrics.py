@@ -6,7 +6,6 @@ import pytest
 import torch
 from mmdet.evaluation import CocoPanopticMetric, SemSegMetric
 from mmdet.evaluation.functional import INSTANCE_OFFSET
-from mmengine.structures import PixelData
 from PIL import Image
 
 from openseg_core.datasets.shapes import STUFF_CLASSES, THING_CLASSES
@@ -36,8 +35,8 @@ def _gt_as_prediction(shapes_root, drop_first_thing=False):
         samples.append(dict(img_id=image['id'], ori_shape=ids.shape,
                             img_path=str(shapes_root / 'images' / 'val' / image['file_name']),
                             pred_panoptic_seg=dict(sem_seg=torch.from_numpy(out)[None]),
-                            pred_sem_seg=PixelData(sem_seg=torch.from_numpy(sem)[None]),
-                            gt_sem_seg=PixelData(sem_seg=torch.from_numpy(sem)[None])))
+                            pred_sem_seg=dict(sem_seg=torch.from_numpy(sem)[None]),
+                            gt_sem_seg=dict(sem_seg=torch.from_numpy(sem)[None])))
     meta = dict(classes=classes, thing_classes=THING_CLASSES, stuff_classes=STUFF_CLASSES)
     return samples, meta, pan
 

@@ -41,7 +41,10 @@ def test_loss_is_lower_for_the_right_answer_and_deeply_supervised():
     out = loss([bad_cls, good_cls], [bad_masks, good_masks], [labels], [masks])
     assert set(out) == {'loss_cls', 'loss_mask', 'loss_dice', 'd0.loss_cls', 'd0.loss_mask',
                         'd0.loss_dice'}
-    for name in ('loss_cls', 'loss_mask', 'loss_dice'):
-        assert out[name] < 0.1 * out['d0.' + name]
+    assert out['loss_cls'] < 0.01 < out['d0.loss_cls']
+    # Uncertainty sampling picks boundary points, where even a perfect mask's interpolated
+    # logits carry entropy: the mask terms drop by a clear factor, not to zero.
+    for name in ('loss_mask', 'loss_dice'):
+        assert out[name] < 0.5 * out['d0.' + name]
     empty = loss([bad_cls], [bad_masks], [labels[:0]], [masks[:0]])
     assert empty['loss_mask'] == 0 and empty['loss_cls'] > 0

@@ -36,11 +36,12 @@ def entry_points(monkeypatch):
 
 
 def test_loads_builtin_and_entry_points_recording_registrations(entry_points):
-    manager = PluginManager(entry_points).load()
-    assert {'openseg', 'alpha', 'beta'} <= set(manager.records)
+    fresh = _fake_plugin('gamma')  # a scope no other test registered into
+    manager = PluginManager(entry_points + [fresh]).load()
+    assert {'openseg', 'alpha', 'beta', 'gamma'} <= set(manager.records)
     assert manager.records['alpha'].version == '1.2.3'
     assert manager.records['alpha'].requires == ['scipy']
-    assert 'OpenVocabMaskSegmentor' in manager.records['openseg'].registered['MODELS']
+    assert manager.records['gamma'].registered == {'MODELS': ['gamma.Thing']}
     assert manager.load() is manager  # idempotent
 
 
