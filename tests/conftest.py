@@ -54,3 +54,17 @@ def tiny_run_options(shapes_root, iters=4, split='val'):
              'default_hooks.logger.interval=1', 'param_scheduler.0.end=2',
              'param_scheduler.1.begin=2', f'param_scheduler.1.end={iters}']
     return opts
+
+
+# RandomFlip draws from numpy in the loader; runs compared for equality go without it.
+NO_FLIP = ['train_dataloader.dataset.pipeline.2.prob=0.0']
+
+
+@pytest.fixture(scope='session')
+def full_run(shapes_root, tmp_path_factory):
+    """A 4-iteration training run of the tiny config: (work dir, completed process)."""
+    work = tmp_path_factory.mktemp('full')
+    result = run_tool(['tools/train.py', TINY_CONFIG, '--work-dir', work, '--cfg-options',
+                       *tiny_run_options(shapes_root), *NO_FLIP])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work, result

@@ -2,6 +2,7 @@
 import copy
 from typing import List, Sequence
 
+import numpy as np
 from mmdet.datasets import CocoPanopticDataset
 from mmdet.datasets.api_wrappers import COCOPanoptic
 from mmengine.fileio import get_local_path
@@ -9,6 +10,11 @@ from mmengine.fileio import get_local_path
 from openseg_core.registry import DATASETS
 
 from .errors import DatasetError, require_file
+
+
+def _fallback_colour(index: int) -> tuple:
+    rng = np.random.default_rng(index)
+    return tuple(int(v) for v in rng.integers(0, 256, 3))
 
 
 @DATASETS.register_module()
@@ -51,12 +57,15 @@ class OpenVocabPanopticDataset(CocoPanopticDataset):
             self._metainfo.update(thing_classes=names(True), stuff_classes=names(False))
             self._metainfo['classes'] = (self._metainfo['thing_classes'] +
                                          self._metainfo['stuff_classes'])
-            self._metainfo.pop('palette', None)
         name_to_id = {c['name']: c['id'] for c in cats}
         missing = [n for n in self._metainfo['classes'] if n not in name_to_id]
         if missing:
             raise DatasetError(f'{self.ann_file}: classes {missing} are not among its categories')
         self.cat_ids = [name_to_id[n] for n in self._metainfo['classes']]
+        # COCO-panoptic categories carry a display colour; mmdet's visualizer needs one per class.
+        colours = {c['name']: tuple(c['color']) for c in cats if 'color' in c}
+        self._metainfo['palette'] = [colours.get(n, _fallback_colour(i))
+                                     for i, n in enumerate(self._metainfo['classes'])]
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
         self.cat_img_map = copy.deepcopy(self.coco.cat_img_map)
 

@@ -8,6 +8,7 @@ import sys
 from typing import Optional
 
 from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
 
 from openseg_core.plugins import load_plugins
 
@@ -44,6 +45,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
         cfg.work_dir = os.path.join('work_dirs', os.path.splitext(os.path.basename(path))[0])
     manager = load_plugins()
     check_config(cfg, manager)
+    init_default_scope(cfg.get('default_scope', 'openseg'))
     allow_openseg_checkpoint_types()
     return cfg
 

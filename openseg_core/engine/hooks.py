@@ -14,9 +14,9 @@ from .safe_checkpoint import make_portable
 
 @HOOKS.register_module()
 class VocabularyHook(Hook):
-    """Gives the model each phase's vocabulary from its dataset's ``thing_classes`` and
-    ``stuff_classes``, so training on seen classes and testing on an open split need no
-    class lists in the config."""
+    """Gives the model (and the visualizer, for its labels) each phase's vocabulary from its
+    dataset's ``thing_classes`` and ``stuff_classes``, so training on seen classes and testing
+    on an open split need no class lists in the config."""
 
     priority = 'VERY_HIGH'
 
@@ -25,6 +25,7 @@ class VocabularyHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         meta = loader.dataset.metainfo
         model.set_vocabulary(meta['thing_classes'], meta.get('stuff_classes', ()))
+        runner.visualizer.dataset_meta = meta
 
     def before_train(self, runner) -> None:
         self._apply(runner, runner.train_dataloader)

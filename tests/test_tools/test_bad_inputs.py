@@ -28,15 +28,12 @@ def _test(root, work, *extra):
                      '--cfg-options', *tiny_run_options(root), *extra])
 
 
-def test_corrupt_image(broken_root, tmp_path):
+def test_corrupt_image(broken_root, tmp_path, full_run):
     (broken_root / 'images' / 'val' / '000002.png').write_bytes(b'not a png')
     work = tmp_path / 'work'
-    result = run_tool(['tools/train.py', TINY_CONFIG, '--work-dir', work, '--cfg-options',
-                       *tiny_run_options(broken_root),
-                       'train_dataloader.dataset.ann_file=annotations/panoptic_val.json',
-                       'train_dataloader.dataset.data_prefix.img=images/val/',
-                       'train_dataloader.dataset.data_prefix.seg=annotations/panoptic_val/'])
-    _assert_one_line_error(result, 'train.py', '000002.png')
+    result = run_tool(['tools/test.py', TINY_CONFIG, full_run[0] / 'iter_4.pth', '--work-dir',
+                       work, '--cfg-options', *tiny_run_options(broken_root)])
+    _assert_one_line_error(result, 'test.py', '000002.png')
     assert not work.exists()
 
 
