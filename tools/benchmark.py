@@ -9,6 +9,7 @@ Weights are random: speed does not depend on them. Peak memory is the CUDA alloc
 a GPU, and the process's peak resident set size on a CPU (cumulative across models).
 """
 import argparse
+import logging
 import resource
 import statistics
 import time
@@ -16,7 +17,8 @@ import time
 import torch
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData, PixelData
 
 from openseg_core.engine.cli import load_config, run_tool
@@ -83,6 +85,18 @@ def _time(step, iters, warmup, device):
     return statistics.median(times)
 
 
+def init_quietly(model):
+    """``init_weights()`` without mmengine's per-parameter log, one line per tensor."""
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+    return model
+
+
 def measure(model, args, num_classes: int, label: str) -> dict:
     device = args.device
     model.to(device)
@@ -135,7 +149,8 @@ def mmdet_mask2former(cfg: Config):
     for key in ('in_channels', 'feat_channels', 'out_channels'):
         pixel_decoder.pop(key)
     pixel_decoder['type'] = 'mmdet.MSDeformAttnPixelDecoder'
-    return MMDET_MODELS.build(dict(
+    # mmdet's MaskFormer calls ConfigDict methods on its sub-configs.
+    return MMDET_MODELS.build(ConfigDict(
         type='mmdet.Mask2Former', data_preprocessor=m.data_preprocessor, backbone=m.backbone,
         panoptic_head=dict(
             type='mmdet.Mask2FormerHead', in_channels=m.pixel_decoder.in_channels,
@@ -172,7 +187,7 @@ def main():
     cfg = load_config(args.config)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
-    model.init_weights()
+    init_quietly(model)
     if args.vocab_size:
         model.set_vocabulary([f'class {i}' for i in range(args.vocab_size)], [])
     elif not model.classes:
@@ -184,7 +199,7 @@ def main():
     ours = measure(model, args, len(model.classes), 'openseg')
     if args.compare_mmdet:
         del model
-        theirs = measure(mmdet_mask2former(cfg), args, len(cfg.model.thing_classes),
+        theirs = measure(init_quietly(mmdet_mask2former(cfg)), args, len(cfg.model.thing_classes),
                          'mmdet Mask2Former')
         print(f"latency ratio openseg / mmdet: {ours['latency_ms'] / theirs['latency_ms']:.2f}")
         if args.train:

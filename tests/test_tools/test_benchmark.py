@@ -1,0 +1,18 @@
+"""tools/benchmark.py times openseg and mmdet's Mask2Former of the same size in one process."""
+import re
+
+from ..conftest import TINY_CONFIG, run_tool
+
+
+def test_benchmark_reports_latency_memory_and_ratio_against_mmdet():
+    result = run_tool(['tools/benchmark.py', TINY_CONFIG, '--size', 64, '--iters', 2,
+                       '--warmup', 1, '--train', '--batch-size', 1, '--compare-mmdet'])
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for name in ('openseg', 'mmdet Mask2Former'):
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(name + ':'))
+        assert re.search(r'[\d.]+ ms/image .* images/s .*peak +\d+ MB .*train [\d.]+ it/s', line)
+    assert re.search(r'latency ratio openseg / mmdet: \d+\.\d\d', out)
+    assert re.search(r'training speed ratio openseg / mmdet \(it/s\): \d+\.\d\d', out)
+    # mmengine's per-parameter initialisation log would bury the figures.
+    assert 'The value is the same before and after' not in out + result.stderr
