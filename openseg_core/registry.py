@@ -1,4 +1,4 @@
-"""openseg's registries: children of MMDetection's, under the single scope ``openseg``.
+"""openseg's registries: children of MMDetection's, under the single scope ``openseg_core``.
 
 Any mmdet / mmcv / mmengine component stays buildable by its plain name from an openseg config
 (``type='ResNet'``) because a child registry falls back to its parents. Plugins get their own
@@ -10,7 +10,8 @@ from types import SimpleNamespace
 from mmdet import registry as mmdet_registry
 from mmengine.registry import Registry
 
-SCOPE = 'openseg'
+# mmengine imports `<default scope>.registry` when it builds, so the scope is the package name.
+SCOPE = 'openseg_core'
 
 MODELS = Registry('model', parent=mmdet_registry.MODELS, scope=SCOPE,
                   locations=['openseg_core.models'])

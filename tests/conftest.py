@@ -10,12 +10,13 @@ TINY_CONFIG = REPO / 'configs' / 'reference' / 'ovseg_tiny_shapes.py'
 
 @pytest.fixture(scope='session', autouse=True)
 def openseg_scope():
-    """What a user's script does first: load plugins, build under the ``openseg`` scope."""
+    """What a user's script does first: load plugins, build under the core's scope."""
     from mmengine.registry import init_default_scope
 
     from openseg_core.plugins import load_plugins
+    from openseg_core.registry import SCOPE
     load_plugins()
-    init_default_scope('openseg')
+    init_default_scope(SCOPE)
 
 
 @pytest.fixture(scope='session')

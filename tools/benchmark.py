@@ -2,17 +2,21 @@
 
     python tools/benchmark.py CONFIG [--size 512] [--iters 10] [--compare-mmdet] [--train]
 
-Reports the median latency per image, images/s and peak memory; with ``--compare-mmdet``
-builds mmdet's own Mask2Former of the same size (backbone depth, queries, decoder layers,
-widths, input size) in the same process and prints the latency ratio openseg / mmdet.
-Weights are random: speed does not depend on them. Peak memory is the CUDA allocator's peak on
-a GPU, and the process's peak resident set size on a CPU (cumulative across models).
+Reports the median latency per image, images/s and peak memory (the model's weights plus the
+working memory of one step: the CUDA allocator's peak on a GPU, the resident set on a CPU); with
+``--compare-mmdet`` builds mmdet's own Mask2Former of the same size (backbone, pixel decoder,
+queries, decoder layers, widths, points, class count, input size) in the same process, times
+the two models in turns and prints the ratios openseg / mmdet. Weights are random: speed does
+not depend on them.
 """
 import argparse
+import ctypes
+import ctypes.util
 import logging
 import resource
 import statistics
 import time
+from typing import Callable, Dict
 
 import torch
 from mmdet.structures import DetDataSample
@@ -66,23 +70,65 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _peak_memory_mb(device) -> float:
+def _rss_mb(field: str) -> float:
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024
+    raise OSError(f'{field} not in /proc/self/status')
+
+
+def _peak_step_memory_mb(step, device) -> float:
+    """Memory in use at the peak of one ``step`` above what was in use before it.
+
+    CUDA: the allocator's peak. CPU (Linux, glibc): the process's resident set, its high-water
+    mark reset through ``/proc/self/clear_refs``; elsewhere the process's lifetime peak.
+    """
     if device.startswith('cuda'):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _time(step, iters, warmup, device):
-    for _ in range(warmup):
+        _sync(device)
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
         step()
-    times = []
+        _sync(device)
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    try:
+        before = _rss_mb('VmRSS')
+        with open('/proc/self/clear_refs', 'w') as clear_refs:
+            clear_refs.write('5')  # resets VmHWM to the current RSS
+        step()
+        return _rss_mb('VmHWM') - before
+    except OSError:
+        step()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _unmap_large_frees() -> None:
+    """Make glibc hand freed tensors (>= 128 KiB) back to the OS at once, so the resident set
+    follows live memory. By default it keeps them for reuse and a second model's working
+    memory would hide in the first one's pages. Called after timing: mapping every large
+    tensor afresh costs page faults."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library('c')).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+def _interleaved_medians(steps: Dict[str, Callable], iters: int, warmup: int,
+                         device: str) -> Dict[str, float]:
+    """Median seconds per step, the models taking turns so that the machine's drift (other
+    jobs, clocks, caches) lands on all of them alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
     for _ in range(iters):
-        _sync(device)
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            _sync(device)
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def init_quietly(model):
@@ -97,43 +143,58 @@ def init_quietly(model):
     return model
 
 
-def measure(model, args, num_classes: int, label: str) -> dict:
-    device = args.device
-    model.to(device)
-    if device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
-    model.eval()
-    test_batch = _batch(args.size, 1, False, num_classes)
+class ModelSteps:
+    """One model's inference step (batch 1) and training step (``batch_size``, AdamW)."""
+
+    def __init__(self, model, args, num_classes: int):
+        self.model = model.to(args.device)
+        self.weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+        self.test_batch = _batch(args.size, 1, False, num_classes)
+        self.train_batch = _batch(args.size, args.batch_size, True, num_classes)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
     @torch.no_grad()
-    def infer():
-        data = model.data_preprocessor(test_batch, False)
-        model(**data, mode='predict')
+    def infer(self):
+        self.model.eval()
+        data = self.model.data_preprocessor(self.test_batch, False)
+        self.model(**data, mode='predict')
 
-    latency = _time(infer, args.iters, args.warmup, device)
-    result = dict(name=label, latency_ms=1000 * latency, images_per_s=1 / latency,
-                  peak_mem_mb=_peak_memory_mb(device))
+    def train_step(self):
+        self.model.train()
+        data = self.model.data_preprocessor(self.train_batch, True)
+        losses = self.model(**data, mode='loss')
+        total = sum(v for k, v in losses.items() if 'loss' in k)
+        self.optimizer.zero_grad()
+        total.backward()
+        self.optimizer.step()
+
+
+def measure(models: Dict[str, ModelSteps], args) -> Dict[str, dict]:
+    results = {name: dict(weights_mb=m.weights_mb) for name, m in models.items()}
+    latency = _interleaved_medians({n: m.infer for n, m in models.items()}, args.iters,
+                                   args.warmup, args.device)
+    for name in models:
+        results[name].update(latency_ms=1000 * latency[name], images_per_s=1 / latency[name])
     if args.train:
-        model.train()
-        train_batch = _batch(args.size, args.batch_size, True, num_classes)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=1e-5)
-
-        def train_step():
-            data = model.data_preprocessor(train_batch, True)
-            losses = model(**data, mode='loss')
-            total = sum(v for k, v in losses.items() if 'loss' in k)
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-
-        step_time = _time(train_step, max(args.iters // 2, 1), 1, device)
-        result.update(train_iter_per_s=1 / step_time, train_peak_mem_mb=_peak_memory_mb(device))
-    print(f"{label:>22}: {result['latency_ms']:8.1f} ms/image  {result['images_per_s']:6.2f} "
-          f"images/s  peak {result['peak_mem_mb']:8.0f} MB"
-          + (f"  train {result['train_iter_per_s']:.3f} it/s (batch {args.batch_size})"
-             if args.train else ''), flush=True)
-    return result
+        step_time = _interleaved_medians({n: m.train_step for n, m in models.items()},
+                                         max(args.iters // 2, 1), 1, args.device)
+        for name in models:
+            results[name]['train_iter_per_s'] = 1 / step_time[name]
+    if not args.device.startswith('cuda'):
+        _unmap_large_frees()
+    for name, m in models.items():
+        results[name]['infer_peak_mb'] = m.weights_mb + _peak_step_memory_mb(m.infer,
+                                                                            args.device)
+        if args.train:
+            results[name]['train_peak_mb'] = m.weights_mb + _peak_step_memory_mb(
+                m.train_step, args.device)
+    for name, r in results.items():
+        print(f"{name:>18}: {r['latency_ms']:8.1f} ms/image  {r['images_per_s']:6.2f} images/s"
+              f"  peak {r['infer_peak_mb']:6.0f} MB (weights {r['weights_mb']:.0f} MB)"
+              + (f"  train {r['train_iter_per_s']:.3f} it/s (batch {args.batch_size}), "
+                 f"peak {r['train_peak_mb']:.0f} MB" if args.train else ''), flush=True)
+    return results
 
 
 def mmdet_mask2former(cfg: Config):
@@ -185,22 +246,28 @@ def mmdet_mask2former(cfg: Config):
 def main():
     args = parse_args()
     cfg = load_config(args.config)
+    if args.compare_mmdet:
+        # mmdet's Mask2Former has no semantic output: ask both for the same work.
+        cfg.model.postprocessor.semantic_on = False
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    init_quietly(model)
+    model = init_quietly(MODELS.build(cfg.model))
     if args.vocab_size:
         model.set_vocabulary([f'class {i}' for i in range(args.vocab_size)], [])
     elif not model.classes:
         # A config trained through VocabularyHook names no classes; use COCO's count.
         model.set_vocabulary([f'class {i}' for i in range(133)], [])
+    num_classes = len(model.classes)
     cfg.model.thing_classes = list(model.classes)
-    print(f'device {args.device}, input {args.size}x{args.size}, '
-          f'{len(model.classes)} classes, median of {args.iters}', flush=True)
-    ours = measure(model, args, len(model.classes), 'openseg')
+    models = {'openseg': ModelSteps(model, args, num_classes)}
     if args.compare_mmdet:
-        del model
-        theirs = measure(init_quietly(mmdet_mask2former(cfg)), args, len(cfg.model.thing_classes),
-                         'mmdet Mask2Former')
+        models['mmdet Mask2Former'] = ModelSteps(init_quietly(mmdet_mask2former(cfg)), args,
+                                                 num_classes)
+    print(f'device {args.device}, input {args.size}x{args.size}, {num_classes} classes, '
+          f'median of {args.iters} (models interleaved), peak = weights + working memory',
+          flush=True)
+    results = measure(models, args)
+    if args.compare_mmdet:
+        ours, theirs = results['openseg'], results['mmdet Mask2Former']
         print(f"latency ratio openseg / mmdet: {ours['latency_ms'] / theirs['latency_ms']:.2f}")
         if args.train:
             print(f"training speed ratio openseg / mmdet (it/s): "

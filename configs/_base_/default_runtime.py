@@ -1,4 +1,4 @@
-default_scope = 'openseg'
+default_scope = 'openseg_core'
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=20),

@@ -11,6 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 from openseg_core.plugins import load_plugins
+from openseg_core.registry import SCOPE
 
 from .config_check import check_config
 from .safe_checkpoint import allow_openseg_checkpoint_types
@@ -45,7 +46,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
         cfg.work_dir = os.path.join('work_dirs', os.path.splitext(os.path.basename(path))[0])
     manager = load_plugins()
     check_config(cfg, manager)
-    init_default_scope(cfg.get('default_scope', 'openseg'))
+    init_default_scope(cfg.get('default_scope', SCOPE))
     allow_openseg_checkpoint_types()
     return cfg
 

@@ -1,4 +1,5 @@
 """The example plugin, installed with pip, is discovered through its real entry point."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,10 @@ EXAMPLE = Path(__file__).resolve().parents[1] / 'example_plugin'
 @pytest.fixture(scope='module')
 def installed_example(tmp_path_factory):
     target = tmp_path_factory.mktemp('site')
+    # setuptools builds in the source folder: build a copy, keep the checkout clean.
+    source = shutil.copytree(EXAMPLE, tmp_path_factory.mktemp('src') / EXAMPLE.name)
     subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
-                    '--no-build-isolation', '--target', str(target), str(EXAMPLE)],
+                    '--no-build-isolation', '--target', str(target), str(source)],
                    check=True, capture_output=True)
     return target
 

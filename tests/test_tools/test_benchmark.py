@@ -11,7 +11,8 @@ def test_benchmark_reports_latency_memory_and_ratio_against_mmdet():
     out = result.stdout
     for name in ('openseg', 'mmdet Mask2Former'):
         line = next(ln for ln in out.splitlines() if ln.strip().startswith(name + ':'))
-        assert re.search(r'[\d.]+ ms/image .* images/s .*peak +\d+ MB .*train [\d.]+ it/s', line)
+        assert re.search(r'[\d.]+ ms/image +[\d.]+ images/s +peak +\d+ MB \(weights \d+ MB\) +'
+                         r'train [\d.]+ it/s \(batch 1\), peak \d+ MB', line), line
     assert re.search(r'latency ratio openseg / mmdet: \d+\.\d\d', out)
     assert re.search(r'training speed ratio openseg / mmdet \(it/s\): \d+\.\d\d', out)
     # mmengine's per-parameter initialisation log would bury the figures.
