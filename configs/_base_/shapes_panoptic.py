@@ -41,7 +41,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 val_evaluator = [
-    dict(type='CocoPanopticMetric', ann_file=data_root + 'annotations/panoptic_val.json',
+    dict(type='OpenVocabPanopticMetric', ann_file=data_root + 'annotations/panoptic_val.json',
          seg_prefix=data_root + 'annotations/panoptic_val/', nproc=1,
          backend_args=backend_args),
     dict(type='SemSegMetric', iou_metrics=['mIoU']),

@@ -38,7 +38,7 @@ val_dataloader = dict(batch_size=1, dataset=dict(
     data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/')))
 test_dataloader = val_dataloader
 val_evaluator = [
-    dict(type='CocoPanopticMetric', ann_file=data_root + 'annotations/panoptic_val2017.json',
+    dict(type='OpenVocabPanopticMetric', ann_file=data_root + 'annotations/panoptic_val2017.json',
          seg_prefix=data_root + 'annotations/panoptic_val2017/', nproc=2),
     dict(type='SemSegMetric', iou_metrics=['mIoU']),
     dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val2017.json',

@@ -11,11 +11,11 @@ from PIL import Image
 from openseg_core.datasets.shapes import STUFF_CLASSES, THING_CLASSES
 
 
-def _gt_as_prediction(shapes_root, drop_first_thing=False):
+def _gt_as_prediction(shapes_root, drop_first_thing=False, classes=THING_CLASSES + STUFF_CLASSES):
+    """Ground truth as predicted labels over ``classes`` (any order; other classes void)."""
     ann = shapes_root / 'annotations'
     pan = json.loads((ann / 'panoptic_val.json').read_text())
-    classes = THING_CLASSES + STUFF_CLASSES
-    cat_label = {c['id']: classes.index(c['name']) for c in pan['categories']}
+    names = {c['id']: c['name'] for c in pan['categories']}
     samples, dropped = [], 0
     for record, image in zip(pan['annotations'], pan['images']):
         rgb = np.asarray(Image.open(ann / 'panoptic_val' / record['file_name']), np.int64)
@@ -24,12 +24,14 @@ def _gt_as_prediction(shapes_root, drop_first_thing=False):
         sem = np.full(ids.shape, 255, np.int64)
         instance = 1
         for seg in record['segments_info']:
-            label = cat_label[seg['category_id']]
+            if names[seg['category_id']] not in classes:
+                continue
+            label = classes.index(names[seg['category_id']])
+            is_thing = names[seg['category_id']] in THING_CLASSES
             sem[ids == seg['id']] = label
-            if drop_first_thing and label < len(THING_CLASSES) and not dropped:
+            if drop_first_thing and is_thing and not dropped:
                 dropped += 1
                 continue
-            is_thing = label < len(THING_CLASSES)
             out[ids == seg['id']] = label + (instance * INSTANCE_OFFSET if is_thing else 0)
             instance += is_thing
         samples.append(dict(img_id=image['id'], ori_shape=ids.shape,
@@ -37,7 +39,9 @@ def _gt_as_prediction(shapes_root, drop_first_thing=False):
                             pred_panoptic_seg=dict(sem_seg=torch.from_numpy(out)[None]),
                             pred_sem_seg=dict(sem_seg=torch.from_numpy(sem)[None]),
                             gt_sem_seg=dict(sem_seg=torch.from_numpy(sem)[None])))
-    meta = dict(classes=classes, thing_classes=THING_CLASSES, stuff_classes=STUFF_CLASSES)
+    meta = dict(classes=tuple(classes),
+                thing_classes=tuple(c for c in classes if c in THING_CLASSES),
+                stuff_classes=tuple(c for c in classes if c in STUFF_CLASSES))
     return samples, meta, pan
 
 

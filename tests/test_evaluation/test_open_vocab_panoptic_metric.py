@@ -1,0 +1,48 @@
+"""PQ over an evaluated vocabulary that is a reordered subset of the annotation file's."""
+import pytest
+from mmdet.evaluation import CocoPanopticMetric
+
+from openseg_core.datasets.errors import DatasetError
+from openseg_core.datasets.shapes import HELD_OUT_CLASSES, STUFF_CLASSES, THING_CLASSES
+from openseg_core.evaluation import OpenVocabPanopticMetric
+
+from .test_panoptic_metrics import _gt_as_prediction
+
+# Held-out classes left out and the file's order broken, as an ADE20K-style file (things and
+# stuff interleaved by id) gives once openseg puts things first.
+VOCABULARY = tuple(reversed([c for c in THING_CLASSES if c not in HELD_OUT_CLASSES])) + tuple(
+    reversed(STUFF_CLASSES))
+
+
+def _metric(cls, shapes_root, meta):
+    metric = cls(ann_file=str(shapes_root / 'annotations/panoptic_val.json'),
+                 seg_prefix=str(shapes_root / 'annotations/panoptic_val'), nproc=1,
+                 classwise=True)
+    metric.dataset_meta = meta
+    return metric
+
+
+def test_perfect_prediction_over_a_reordered_subset_scores_100(shapes_root):
+    samples, meta, _ = _gt_as_prediction(shapes_root, classes=VOCABULARY)
+    metric = _metric(OpenVocabPanopticMetric, shapes_root, meta)
+    metric.process({}, samples)
+    result = metric.compute_metrics(metric.results)
+    assert result['PQ'] == pytest.approx(100) and result['PQ_th'] == pytest.approx(100)
+    # The class-wise table pairs names with categories by position.
+    assert [c['name'] for c in metric.categories.values()] == list(VOCABULARY)
+
+
+def test_mmdet_metric_mislabels_the_same_predictions(shapes_root):
+    """Why the subclass exists: mmdet maps label i to the file's i-th category."""
+    samples, meta, _ = _gt_as_prediction(shapes_root, classes=VOCABULARY)
+    metric = _metric(CocoPanopticMetric, shapes_root, meta)
+    metric.process({}, samples)
+    assert metric.compute_metrics(metric.results)['PQ'] < 50
+
+
+def test_class_missing_from_the_file_is_a_clear_error(shapes_root):
+    samples, meta, _ = _gt_as_prediction(shapes_root)
+    meta = dict(meta, classes=meta['classes'] + ('hexagon',))
+    metric = _metric(OpenVocabPanopticMetric, shapes_root, meta)
+    with pytest.raises(DatasetError, match=r"\['hexagon'\] are not among the categories"):
+        metric.compute_metrics([])
