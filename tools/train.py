@@ -2,6 +2,7 @@
 import argparse
 import os.path as osp
 
+import torch
 from mmengine.runner import Runner
 
 from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_config,
@@ -23,6 +24,9 @@ def main():
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     if args.amp:
+        if not torch.cuda.is_available():
+            raise RuntimeError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); '
+                               'train without --amp on a CPU')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.resume == 'auto':

@@ -3,6 +3,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from ..conftest import TINY_CONFIG, run_tool, tiny_run_options
 
@@ -69,3 +70,12 @@ def test_empty_vocabulary(shapes_root, tmp_path):
                        '--out-dir', tmp_path / 'out'])
     _assert_one_line_error(result, 'demo.py', 'vocabulary is empty')
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='--amp runs on a GPU')
+def test_amp_without_a_gpu(shapes_root, tmp_path):
+    work = tmp_path / 'work'
+    result = run_tool(['tools/train.py', TINY_CONFIG, '--amp', '--work-dir', work,
+                       '--cfg-options', *tiny_run_options(shapes_root)])
+    _assert_one_line_error(result, 'train.py', '--amp needs a CUDA GPU')
+    assert not work.exists()
