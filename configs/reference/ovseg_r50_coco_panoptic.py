@@ -24,7 +24,8 @@ model = dict(
             cross_attn_cfg=dict(embed_dims=embed, num_heads=8),
             ffn_cfg=dict(embed_dims=embed, feedforward_channels=2048)))),
     text_encoder=dict(model_name='ViT-B-16', embed_dim=512, text_cfg=None, pretrained=None),
-    head=dict(in_channels=embed, embed_dim=512),
+    # CLIP's initial temperature: pretrained text embeddings are well spread.
+    head=dict(in_channels=embed, embed_dim=512, init_temperature=0.07),
     loss=dict(num_points=12544, matcher=dict(num_points=12544)),
     postprocessor=dict(object_mask_thr=0.8, max_per_image=100))
 
