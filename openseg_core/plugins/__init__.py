@@ -65,6 +65,18 @@ def _names_from_env(var: str) -> Optional[set]:
     return {name.strip() for name in value.split(',') if name.strip()}
 
 
+def _scope_names(scope: str) -> Dict[str, set]:
+    """Names registered in one scope's registries (the core's plain, a plugin's prefixed)."""
+    from openseg_core.registry import CORE_REGISTRIES, SCOPE
+    names = {}
+    for attr, registry in CORE_REGISTRIES.items():
+        if scope == SCOPE:
+            names[attr] = set(registry._module_dict)
+        elif scope in registry._children:
+            names[attr] = {f'{scope}.{n}' for n in registry._children[scope]._module_dict}
+    return names
+
+
 def _registry_snapshot() -> Dict[str, set]:
     from openseg_core.registry import CORE_REGISTRIES
     snapshot = {}
@@ -101,7 +113,8 @@ class PluginManager:
             return self
         self._loaded = True
         from . import builtin
-        self._add(BUILTIN_NAME, builtin, distribution='openseg')
+        from openseg_core.registry import SCOPE
+        self._add(BUILTIN_NAME, builtin, distribution='openseg', scope=SCOPE)
 
         allow, deny = _names_from_env(ALLOW_ENV), _names_from_env(DISABLE_ENV) or set()
         eps = self._entry_points
@@ -121,7 +134,7 @@ class PluginManager:
             self._add(ep.name, ep.load(), record=record)
         return self
 
-    def _add(self, name, module, record=None, distribution=''):
+    def _add(self, name, module, record=None, distribution='', scope=None):
         record = record or PluginRecord(name=name, distribution=distribution)
         self._pm.register(module, name=name)
         info = {}
@@ -134,8 +147,12 @@ class PluginManager:
             before = _registry_snapshot()
             module.openseg_register_modules()
             after = _registry_snapshot()
-            record.registered = {attr: sorted(after[attr] - before[attr])
-                                 for attr in after if after[attr] - before[attr]}
+            # The diff misses what was imported before the hook ran (the core's hooks are,
+            # by the tools); the scope's own registries miss names put in other scopes.
+            own = _scope_names(scope or name)
+            record.registered = {
+                attr: sorted((after[attr] - before[attr]) | own.get(attr, set()))
+                for attr in after if (after[attr] - before[attr]) | own.get(attr, set())}
         self.records[name] = record
 
     def enabled_scopes(self) -> set:

@@ -46,5 +46,7 @@ def test_openseg_plugins_lists_it_and_the_allow_list_hides_it(installed_example)
     assert listed.returncode == 0, listed.stderr
     assert 'example 0.0.1 [openseg-example]: enabled' in listed.stdout
     assert 'models: example.ScaledHead' in listed.stdout
+    # The core's hooks are imported by the CLI before the core registers: still listed.
+    assert 'hooks: ResumeStateHook, VocabularyHook' in listed.stdout
     hidden = _run(cli, installed_example, OPENSEG_PLUGINS='')
     assert 'example 0.0.1 [openseg-example]: disabled (not in OPENSEG_PLUGINS)' in hidden.stdout
