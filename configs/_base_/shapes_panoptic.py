@@ -37,7 +37,8 @@ val_dataloader = dict(
     dataset=dict(type=dataset_type, data_root=data_root,
                  ann_file='annotations/panoptic_val.json',
                  data_prefix=dict(img='images/val/', seg='annotations/panoptic_val/'),
-                 exclude_classes=('diamond', 'star'), test_mode=True, pipeline=test_pipeline, backend_args=backend_args))
+                 exclude_classes=('diamond', 'star'), test_mode=True, pipeline=test_pipeline,
+                 backend_args=backend_args))
 test_dataloader = val_dataloader
 
 val_evaluator = [

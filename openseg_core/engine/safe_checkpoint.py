@@ -3,9 +3,9 @@
 mmengine 0.10.7 pickles its message hub (``HistoryBuffer``, numpy scalars and arrays) into
 ``.pth`` files and predates torch's ``weights_only=True`` default, so ``--resume`` fails with
 ``Unsupported global``. Rather than switching the weights-only check off (arbitrary code
-execution for a file someone else made), openseg (1) writes its buffers without the function references mmengine
-adds to them (loading those would need ``getattr``, which no allow-list should hold) and
-(2) allow-lists exactly the remaining types.
+execution for a file someone else made), openseg (1) writes its buffers without the function
+references mmengine adds to them (loading those would need ``getattr``, which no allow-list
+should hold) and (2) allow-lists exactly the remaining types.
 """
 import numpy as np
 import torch

@@ -25,7 +25,8 @@ ALLOW_ENV = 'OPENSEG_PLUGINS'
 DISABLE_ENV = 'OPENSEG_DISABLE_PLUGINS'
 BUILTIN_NAME = 'openseg'
 #: Scopes that name libraries below openseg rather than plugins.
-LIBRARY_SCOPES = frozenset({'openseg', 'openseg_core', 'mmdet', 'mmengine', 'mmcv', 'mmpretrain', 'mmseg'})
+LIBRARY_SCOPES = frozenset({'openseg', 'openseg_core', 'mmdet', 'mmengine', 'mmcv', 'mmpretrain',
+                            'mmseg'})
 #: First-party plugins, so that a missing one is named with its distribution.
 KNOWN_PLUGINS = {
     'xdecoder': 'openseg-xdecoder',
