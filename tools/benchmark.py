@@ -197,14 +197,13 @@ def measure(models: Dict[str, ModelSteps], args) -> Dict[str, dict]:
     return results
 
 
-def mmdet_mask2former(cfg: Config):
-    """mmdet's Mask2Former with the openseg config's sizes (closed-set, same class count)."""
+def mmdet_mask2former(cfg: Config, num_classes: int):
+    """mmdet's Mask2Former with the openseg config's sizes, closed-set over ``num_classes``."""
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     m = cfg.model
     dec = m.query_decoder.transformer_decoder
-    num_classes = max(len(m.get('thing_classes', ())) + len(m.get('stuff_classes', ())), 1)
     embed = m.query_decoder.embed_dims
     pixel_decoder = dict(m.pixel_decoder)
     for key in ('in_channels', 'feat_channels', 'out_channels'):
@@ -257,11 +256,10 @@ def main():
         # A config trained through VocabularyHook names no classes; use COCO's count.
         model.set_vocabulary([f'class {i}' for i in range(133)], [])
     num_classes = len(model.classes)
-    cfg.model.thing_classes = list(model.classes)
     models = {'openseg': ModelSteps(model, args, num_classes)}
     if args.compare_mmdet:
-        models['mmdet Mask2Former'] = ModelSteps(init_quietly(mmdet_mask2former(cfg)), args,
-                                                 num_classes)
+        mmdet_model = init_quietly(mmdet_mask2former(cfg, num_classes))
+        models['mmdet Mask2Former'] = ModelSteps(mmdet_model, args, num_classes)
     print(f'device {args.device}, input {args.size}x{args.size}, {num_classes} classes, '
           f'median of {args.iters} (models interleaved), peak = weights + working memory',
           flush=True)

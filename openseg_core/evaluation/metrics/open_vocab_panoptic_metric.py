@@ -2,6 +2,7 @@
 from typing import Sequence
 
 from mmdet.evaluation import CocoPanopticMetric
+from mmengine.evaluator import BaseMetric
 
 from openseg_core.datasets.errors import DatasetError
 from openseg_core.registry import METRICS
@@ -21,22 +22,20 @@ class OpenVocabPanopticMetric(CocoPanopticMetric):
     Same arguments as ``CocoPanopticMetric``.
     """
 
-    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
-        self._use_vocabulary()
-        super().process(data_batch, data_samples)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._file_categories = (list(self._coco_api.dataset['categories'])
+                                 if self._coco_api is not None else None)
 
-    def compute_metrics(self, results: list) -> dict:
-        self._use_vocabulary()
-        return super().compute_metrics(results)
+    @BaseMetric.dataset_meta.setter
+    def dataset_meta(self, dataset_meta: dict) -> None:
+        # The evaluator sets the vocabulary once per run, before any batch is processed.
+        BaseMetric.dataset_meta.fset(self, dataset_meta)
+        if self._file_categories is not None:
+            self._use_vocabulary(dataset_meta['classes'])
 
-    def _use_vocabulary(self) -> None:
-        api = self._coco_api
-        if api is None:  # ground truth converted from the dataset: already in label order
-            return
-        if not hasattr(self, '_file_categories'):
-            self._file_categories = list(api.dataset['categories'])
+    def _use_vocabulary(self, classes: Sequence[str]) -> None:
         by_name = {c['name']: c for c in self._file_categories}
-        classes = self.dataset_meta['classes']
         missing = [name for name in classes if name not in by_name]
         if missing:
             raise DatasetError(f'{self.__class__.__name__}: classes {missing} are not among the '
@@ -45,5 +44,5 @@ class OpenVocabPanopticMetric(CocoPanopticMetric):
         vocabulary = [by_name[name] for name in classes]
         # mmdet maps labels to ids through ``get_cat_ids`` (the order of
         # ``dataset['categories']``) and averages PQ over ``categories``.
-        api.dataset['categories'] = vocabulary
-        api.cats = self.categories = {c['id']: c for c in vocabulary}
+        self._coco_api.dataset['categories'] = vocabulary
+        self._coco_api.cats = self.categories = {c['id']: c for c in vocabulary}

@@ -63,7 +63,7 @@ class MaskPostProcessor(MaskFormerFusionHead):
                                              batch_img_metas):
             height, width = meta['img_shape'][:2]
             mask_pred = mask_pred[:, :height, :width]
-            if rescale:
+            if rescale and tuple(meta['ori_shape'][:2]) != (height, width):
                 mask_pred = F.interpolate(mask_pred[:, None], size=meta['ori_shape'][:2],
                                           mode='bilinear', align_corners=False)[:, 0]
             result = {}
