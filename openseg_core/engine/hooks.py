@@ -24,6 +24,8 @@ class VocabularyHook(Hook):
     def _apply(runner, loader) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         meta = loader.dataset.metainfo
+        if 'thing_classes' not in meta:
+            return  # referring or caption data: no class vocabulary to set
         model.set_vocabulary(meta['thing_classes'], meta.get('stuff_classes', ()))
         runner.visualizer.dataset_meta = meta
 

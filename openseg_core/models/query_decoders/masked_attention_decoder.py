@@ -68,7 +68,7 @@ class MaskedAttentionQueryDecoder(BaseModule):
                 nn.init.xavier_normal_(p)
 
     def _predict_masks(self, queries: Tensor, mask_features: Tensor, num_mask_queries: int,
-                       attn_size) -> tuple:
+                       attn_size, extra_region: Optional[Tensor] = None) -> tuple:
         """Returns normed queries ``(B, Q, C)``, mask logits ``(B, Q_mask, h, w)`` and the
         cross-attention mask ``(B * heads, Q, h' * w')`` (True = blocked) for the next layer."""
         queries = self.decoder.post_norm(queries)
@@ -81,15 +81,24 @@ class MaskedAttentionQueryDecoder(BaseModule):
             blocked &= ~blocked.all(-1, keepdim=True)
             num_extra = queries.shape[1] - num_mask_queries
             if num_extra:
-                # Extra queries (text, prompts) have no mask: full cross-attention.
-                blocked = torch.cat([blocked, blocked.new_zeros(
-                    blocked.shape[0], num_extra, blocked.shape[2])], dim=1)
+                # Extra queries (text, prompts) have no mask of their own: they see the whole
+                # image, or only a given region (X-Decoder's mask-modulated captioning).
+                extra = blocked.new_zeros(blocked.shape[0], num_extra, blocked.shape[2])
+                if extra_region is not None:
+                    region = F.interpolate(extra_region[:, None].float(), attn_size,
+                                           mode='bilinear', align_corners=False).flatten(1)
+                    outside = region < 0.5
+                    outside &= ~outside.all(-1, keepdim=True)
+                    extra = outside[:, None].expand_as(extra)
+                blocked = torch.cat([blocked, extra], dim=1)
             blocked = blocked.repeat_interleave(self.num_heads, dim=0)
         return queries, mask_logits, blocked
 
     def forward(self, mask_features: Tensor, memories: List[Tensor],
                 extra_queries: Optional[Tensor] = None,
-                self_attn_mask: Optional[Tensor] = None) -> Dict[str, List[Tensor]]:
+                self_attn_mask: Optional[Tensor] = None,
+                extra_query_pos: Optional[Tensor] = None,
+                extra_region: Optional[Tensor] = None) -> Dict[str, List[Tensor]]:
         """Decode.
 
         Args:
@@ -99,6 +108,10 @@ class MaskedAttentionQueryDecoder(BaseModule):
                 text queries); they cross-attend everywhere and predict no mask.
             self_attn_mask: ``(Q, Q)`` or ``(B * heads, Q, Q)`` bool, True = blocked, over
                 the ``Q = Q_mask + Q_extra`` queries.
+            extra_query_pos: ``(B, Q_extra, C)`` positional embeddings of the extra queries
+                (default zeros).
+            extra_region: ``(B, H', W')`` in ``[0, 1]``: extra queries cross-attend only where
+                it is above 0.5 (default: everywhere).
 
         Returns:
             dict: ``query_embeds`` list of ``num_layers + 1`` tensors ``(B, Q, C)`` (normed)
@@ -117,10 +130,12 @@ class MaskedAttentionQueryDecoder(BaseModule):
         query_pos = self.query_pos.weight.unsqueeze(0).expand(batch, -1, -1)
         if extra_queries is not None:
             queries = torch.cat([queries, extra_queries], dim=1)
-            query_pos = torch.cat([query_pos, torch.zeros_like(extra_queries)], dim=1)
+            if extra_query_pos is None:
+                extra_query_pos = torch.zeros_like(extra_queries)
+            query_pos = torch.cat([query_pos, extra_query_pos], dim=1)
 
         normed, mask_logits, blocked = self._predict_masks(
-            queries, mask_features, self.num_queries, memories[0].shape[-2:])
+            queries, mask_features, self.num_queries, memories[0].shape[-2:], extra_region)
         outputs = dict(query_embeds=[normed], mask_logits=[mask_logits])
         for index, layer in enumerate(self.decoder.layers):
             level = index % self.num_feature_levels
@@ -130,7 +145,7 @@ class MaskedAttentionQueryDecoder(BaseModule):
                             query_key_padding_mask=None, key_padding_mask=None)
             next_size = memories[(index + 1) % self.num_feature_levels].shape[-2:]
             normed, mask_logits, blocked = self._predict_masks(
-                queries, mask_features, self.num_queries, next_size)
+                queries, mask_features, self.num_queries, next_size, extra_region)
             outputs['query_embeds'].append(normed)
             outputs['mask_logits'].append(mask_logits)
         return outputs

@@ -1,4 +1,5 @@
 """A text encoder from open_clip: any of its architectures, weights from a local file."""
+import re
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -79,6 +80,25 @@ class OpenCLIPTextEncoder(BaseModule):
     def tokenize(self, texts: Sequence[str]) -> Tensor:
         """``(N, L)`` token ids (``L`` = context length), padded with 0."""
         return self.tokenizer(list(texts)).to(self.token_embedding_table.device)
+
+    @property
+    def start_token_id(self) -> int:
+        return self.tokenizer.sot_token_id
+
+    @property
+    def end_token_id(self) -> int:
+        return self.tokenizer.eot_token_id
+
+    def embed_tokens(self, token_ids: Tensor) -> Tensor:
+        """``(N, n)`` ids -> ``(N, n, D_tok)`` rows of the token-embedding table (no
+        transformer): the inputs of a captioning decoder that predicts the next token."""
+        return self.tower.token_embedding(token_ids)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Ids (without start/end/padding) -> text."""
+        text = self.tokenizer.decode([int(t) for t in token_ids]).strip()
+        # The BPE decoder puts a space before punctuation ("circle , and").
+        return re.sub(r'\s+([,.!?;:])', r'\1', text)
 
     def forward(self, texts: Sequence[str]) -> Dict[str, Tensor]:
         """Encode ``N`` strings.

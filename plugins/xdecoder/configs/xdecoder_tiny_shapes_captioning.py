@@ -1,0 +1,24 @@
+# X-Decoder captioning (BLEU-4, CIDEr; beam 5) and image-text retrieval (R@1/5/10 both ways)
+# on `shapes` captions.
+_base_ = ['../../../configs/_base_/default_runtime.py', '_base_/xdecoder_tiny.py',
+          '_base_/shapes_captions.py']
+
+model = dict(default_task='captioning')
+train_dataloader = dict(batch_size=16, num_workers=1, persistent_workers=True,
+                        sampler=dict(type='InfiniteSampler', shuffle=True),
+                        dataset={{_base_.captions_train}})
+val_dataloader = dict(batch_size=16, num_workers=1, persistent_workers=True, drop_last=False,
+                      sampler=dict(type='DefaultSampler', shuffle=False),
+                      dataset={{_base_.captions_val}})
+test_dataloader = val_dataloader
+val_evaluator = {{_base_.captions_evaluator}}
+test_evaluator = val_evaluator
+
+max_iters = 2000
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters, eta_min=1e-5),
+]

@@ -1,0 +1,2 @@
+"""X-Decoder as an openseg plugin (scope ``xdecoder``)."""
+__version__ = '0.1.0'

@@ -1,0 +1,32 @@
+"""The X-Decoder plugin's hook implementations (entry point ``openseg.plugins: xdecoder``)."""
+from pathlib import Path
+
+from openseg_core.plugins import hookimpl
+
+
+@hookimpl
+def openseg_plugin_info():
+    from . import __version__
+    return dict(name='xdecoder', version=__version__, requires=['timm>=0.9'],
+                description='X-Decoder: generic + referring segmentation, retrieval, captioning')
+
+
+@hookimpl
+def openseg_register_modules():
+    from . import models  # noqa: F401
+
+
+@hookimpl
+def openseg_config_dirs():
+    configs = Path(__file__).resolve().parents[1] / 'configs'
+    return [configs] if configs.is_dir() else []
+
+
+@hookimpl
+def openseg_inference_tasks():
+    return dict(
+        referring='the mask of the object a phrase describes (--text)',
+        captioning='a sentence describing the image (beam search)',
+        retrieval='rank images by similarity to a text (--text, several images)',
+        region_retrieval='retrieve the image that matches a phrase, then ground the phrase',
+        referring_captioning='ground a phrase (--text), then caption inside its mask')

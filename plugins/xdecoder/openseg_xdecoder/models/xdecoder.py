@@ -1,0 +1,370 @@
+"""X-Decoder: one decoder for generic and referring segmentation, retrieval and captioning."""
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.utils import preprocess_panoptic_gt
+from mmdet.structures import SampleList
+from mmengine.model import BaseModel
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from ..registry import MODELS
+from .caption_search import beam_search, greedy_search
+
+#: What a sample's ``task`` metainfo may say, and what it trains / predicts.
+DATA_TASKS = ('generic', 'referring', 'captioning')
+
+Features = Tuple[Tensor, List[Tensor]]
+
+
+@MODELS.register_module()
+class XDecoder(BaseModel):
+    """Backbone -> pixel decoder -> :class:`XDecoderQueryDecoder` -> :class:`XDecoderHead`,
+    with one text encoder for class names, referring phrases, captions and retrieval texts.
+
+    A batch may mix tasks (each sample's ``task`` metainfo, default ``default_task``): the
+    image features are computed once and each task's samples are decoded with their own
+    queries and attention mask, as in the paper's pre-training.
+
+    * ``generic`` (panoptic/semantic/instance data): ``L_cls`` between the first ``m - 1``
+      latent outputs and the ``C`` concept embeddings ("background" included), mask BCE + dice
+      after Hungarian matching, every decoder layer (deep supervision).
+    * ``referring`` (``text`` metainfo + one ``gt_instances`` mask): latent queries attend the
+      phrase's token features; the concepts are the phrase's embedding and "background", so
+      the same matcher and losses find the query that segments the phrase (``ref.*`` losses).
+    * ``captioning`` (``captions`` metainfo): ``L_it``, bidirectional image-text contrastive
+      loss between the global query and the caption embeddings of the batch, and ``L_cap``,
+      next-token cross-entropy of the text queries against the token-embedding table.
+
+    Args:
+        backbone, pixel_decoder: as in the core's ``OpenVocabMaskSegmentor``.
+        query_decoder: :class:`XDecoderQueryDecoder`.
+        text_encoder: the core's ``OpenCLIPTextEncoder`` (causal, CLIP tokenizer).
+        head: :class:`XDecoderHead`.
+        mask_loss: the core's ``MaskClassificationLoss`` (matcher, class/mask/dice weights).
+        postprocessor: the core's ``MaskPostProcessor``.
+        caption_weight: weight of ``L_cap``.
+        retrieval_weight: weight of ``L_it``.
+        background: the concept name that stands for "no object".
+        thing_classes, stuff_classes: the initial vocabulary.
+        default_task: task of samples without ``task`` metainfo.
+        test_cfg: ``beam_size`` (1 = greedy; the paper's 5), ``max_caption_len`` (tokens),
+            ``length_penalty``, ``mask_threshold`` (referring).
+        data_preprocessor: e.g. mmdet ``DetDataPreprocessor``.
+    """
+
+    def __init__(self, backbone: dict, pixel_decoder: dict, query_decoder: dict,
+                 text_encoder: dict, head: dict, mask_loss: dict, postprocessor: dict,
+                 caption_weight: float = 1.0, retrieval_weight: float = 1.0,
+                 background: str = 'background', thing_classes: Sequence[str] = (),
+                 stuff_classes: Sequence[str] = (), default_task: str = 'generic',
+                 test_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
+                 init_cfg=None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if default_task not in DATA_TASKS:
+            raise ValueError(f'default_task must be one of {DATA_TASKS}, not {default_task!r}')
+        self.backbone = MODELS.build(backbone)
+        self.pixel_decoder = MODELS.build(pixel_decoder)
+        self.query_decoder = MODELS.build(query_decoder)
+        self.text_encoder = MODELS.build(text_encoder)
+        self.head = MODELS.build(head)
+        self.mask_loss = MODELS.build(mask_loss)
+        self.postprocessor = MODELS.build(postprocessor)
+        self.caption_weight = caption_weight
+        self.retrieval_weight = retrieval_weight
+        self.background = background
+        self.default_task = default_task
+        self.test_cfg = dict(dict(beam_size=5, max_caption_len=30, length_penalty=1.0,
+                                  mask_threshold=0.5), **(test_cfg or {}))
+        self.thing_classes: tuple = ()
+        self.stuff_classes: tuple = ()
+        if thing_classes or stuff_classes:
+            self.set_vocabulary(thing_classes, stuff_classes)
+
+    # ------------------------------------------------------------------ vocabulary and text
+    def set_vocabulary(self, thing_classes: Sequence[str],
+                       stuff_classes: Sequence[str] = ()) -> None:
+        """Classify generic-segmentation masks into these names; labels index
+        ``things + stuff``."""
+        names = list(thing_classes) + list(stuff_classes)
+        if not names:
+            raise ValueError('the vocabulary is empty: give at least one class name')
+        if len(set(names)) != len(names):
+            raise ValueError(f'the vocabulary repeats a class name: {names}')
+        if self.background in names:
+            raise ValueError(f'{self.background!r} is the "no object" concept of X-Decoder; '
+                             'rename that class')
+        self.thing_classes, self.stuff_classes = tuple(thing_classes), tuple(stuff_classes)
+
+    @property
+    def classes(self) -> tuple:
+        return self.thing_classes + self.stuff_classes
+
+    def concept_embeddings(self) -> Tensor:
+        """``(K + 1, D)`` unit embeddings of the vocabulary, "background" last (cached by a
+        frozen encoder, so thousands of names cost one encoding)."""
+        if not self.classes:
+            raise RuntimeError('no vocabulary: call set_vocabulary() or give thing_classes')
+        return self.text_encoder.encode_vocabulary(self.classes + (self.background,))
+
+    def encode_texts(self, texts: Sequence[str]) -> Dict[str, Tensor]:
+        """Sentences -> ``tokens (N, n, W)`` (trimmed to the longest), ``padding (N, n)`` and
+        unit ``embeds (N, D)`` (the end token's feature, projected)."""
+        encoded = self.text_encoder(list(texts))
+        valid = encoded['mask']
+        length = int(valid.sum(1).max())
+        return dict(tokens=encoded['token_feats'][:, :length], padding=~valid[:, :length],
+                    embeds=F.normalize(encoded['pooled'], dim=-1))
+
+    def caption_inputs(self, captions: Sequence[str]) -> Tuple[Tensor, Tensor]:
+        """Teacher forcing: ``(N, n)`` input ids ``[start, w_1..w_k]`` and targets
+        ``[w_1..w_k, end]`` (0 = padding)."""
+        ids = self.text_encoder.tokenize(captions)
+        length = int((ids != 0).sum(1).max())
+        return ids[:, :length - 1], ids[:, 1:length]
+
+    # ------------------------------------------------------------------ network pieces
+    def extract_feats(self, inputs: Tensor) -> Features:
+        """``(B, 3, H, W)`` -> mask features ``(B, C, H/4, W/4)`` and the memories."""
+        mask_features, memories = self.pixel_decoder(list(self.backbone(inputs)))
+        return mask_features, memories
+
+    @staticmethod
+    def _take(feats: Features, index: Tensor) -> Features:
+        mask_features, memories = feats
+        return mask_features[index], [m[index] for m in memories]
+
+    @staticmethod
+    def _repeat(feats: Features, times: int) -> Features:
+        mask_features, memories = feats
+        return (mask_features.repeat_interleave(times, 0),
+                [m.repeat_interleave(times, 0) for m in memories])
+
+    def _group(self, data_samples: SampleList) -> Dict[str, List[int]]:
+        groups = defaultdict(list)
+        for i, sample in enumerate(data_samples):
+            task = sample.metainfo.get('task', self.default_task)
+            if task not in DATA_TASKS:
+                raise ValueError(f'sample {i} has task {task!r}; X-Decoder data tasks are '
+                                 f'{DATA_TASKS}')
+            groups[task].append(i)
+        return groups
+
+    # ------------------------------------------------------------------ losses
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
+        feats = self.extract_feats(inputs)
+        losses = {}
+        for task, index in self._group(data_samples).items():
+            sub = self._take(feats, inputs.new_tensor(index, dtype=torch.long))
+            samples = [data_samples[i] for i in index]
+            losses.update(getattr(self, f'_loss_{task}')(sub, samples))
+        return losses
+
+    def _loss_generic(self, feats: Features, samples: SampleList) -> Dict[str, Tensor]:
+        decoded = self.query_decoder(*feats, task='generic')
+        concepts = self.concept_embeddings()
+        cls_logits = [self.head.classify(q, concepts) for q in decoded['object_embeds']]
+        num_things, num_stuff = len(self.thing_classes), len(self.stuff_classes)
+        gt_labels, gt_masks = [], []
+        for sample in samples:
+            sem = sample.gt_sem_seg.sem_seg if 'gt_sem_seg' in sample else None
+            labels, masks = preprocess_panoptic_gt(sample.gt_instances.labels,
+                                                   sample.gt_instances.masks, sem, num_things,
+                                                   num_stuff)
+            if labels.numel() and int(labels.max()) >= num_things + num_stuff:
+                raise ValueError(f'target label {int(labels.max())} is outside the vocabulary '
+                                 f'of {num_things + num_stuff} classes')
+            gt_labels.append(labels)
+            gt_masks.append(masks)
+        return self.mask_loss(cls_logits, decoded['mask_logits'], gt_labels, gt_masks)
+
+    def _referring_logits(self, feats: Features, phrases: Sequence[str]) -> Dict[str, List]:
+        """Decode with the phrases as text queries; per layer ``(B, Q, 2)`` logits of
+        [the phrase, background] and ``(B, Q, H/4, W/4)`` mask logits."""
+        text = self.encode_texts(phrases)
+        decoded = self.query_decoder(*feats, task='referring', text_queries=text['tokens'],
+                                     text_padding=text['padding'])
+        background = self.text_encoder.encode_vocabulary((self.background,))
+        concepts = torch.stack([text['embeds'],
+                                background.expand(len(phrases), -1)], dim=1)
+        return dict(cls_logits=[self.head.classify(q, concepts)
+                                for q in decoded['object_embeds']],
+                    mask_logits=decoded['mask_logits'])
+
+    def _loss_referring(self, feats: Features, samples: SampleList) -> Dict[str, Tensor]:
+        outputs = self._referring_logits(feats, [s.text for s in samples])
+        gt_masks = [s.gt_instances.masks.to_tensor(torch.long, feats[0].device)
+                    if hasattr(s.gt_instances.masks, 'to_tensor')
+                    else s.gt_instances.masks.long() for s in samples]
+        gt_labels = [m.new_zeros(m.shape[0]) for m in gt_masks]
+        losses = self.mask_loss(outputs['cls_logits'], outputs['mask_logits'], gt_labels,
+                                gt_masks)
+        return {f'ref.{k}': v for k, v in losses.items()}
+
+    def _loss_captioning(self, feats: Features, samples: SampleList) -> Dict[str, Tensor]:
+        # One of each image's captions per step; torch's generator so resuming is exact.
+        captions = [s.captions[int(torch.randint(len(s.captions), ()))] for s in samples]
+        inputs, targets = self.caption_inputs(captions)
+        decoded = self.query_decoder(*feats, task='captioning',
+                                     text_queries=self.text_encoder.embed_tokens(inputs),
+                                     text_padding=inputs == 0)
+        logits = self.head.caption_logits(decoded['text_embeds'][-1],
+                                          self.text_encoder.token_embedding_table)
+        loss_caption = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0)
+        # Latent queries do not attend text under the captioning mask, so the global query
+        # here is the retrieval embedding.
+        image = self.head.embed(decoded['global_embeds'][-1])
+        text = F.normalize(self.text_encoder(captions)['pooled'], dim=-1)
+        sim = self.head.similarity(image, text)
+        target = torch.arange(len(samples), device=sim.device)
+        loss_it = (F.cross_entropy(sim, target) + F.cross_entropy(sim.t(), target)) / 2
+        return dict(loss_caption=self.caption_weight * loss_caption,
+                    loss_it=self.retrieval_weight * loss_it)
+
+    # ------------------------------------------------------------------ inference primitives
+    def generic_logits(self, feats: Features) -> Dict[str, Tensor]:
+        """Last layer's ``cls_logits (B, m-1, K+1)`` and ``mask_logits (B, m-1, H/4, W/4)``."""
+        decoded = self.query_decoder(*feats, task='generic')
+        return dict(cls_logits=self.head.classify(decoded['object_embeds'][-1],
+                                                  self.concept_embeddings()),
+                    mask_logits=decoded['mask_logits'][-1])
+
+    def refer(self, feats: Features, phrases: Sequence[str]) -> Tuple[Tensor, Tensor]:
+        """One phrase per image -> the best query's mask logits ``(B, H/4, W/4)`` and its
+        probability of being the phrase ``(B,)``."""
+        outputs = self._referring_logits(feats, phrases)
+        probs = outputs['cls_logits'][-1].softmax(-1)[..., 0]
+        scores, best = probs.max(1)
+        masks = outputs['mask_logits'][-1][torch.arange(len(best)), best]
+        return masks, scores
+
+    def image_embeddings(self, feats: Features) -> Tensor:
+        """``(B, D)`` unit image embeddings from the global query (retrieval task)."""
+        decoded = self.query_decoder(*feats, task='retrieval')
+        return self.head.embed(decoded['global_embeds'][-1])
+
+    def text_embeddings(self, texts: Sequence[str]) -> Tensor:
+        """``(N, D)`` unit text embeddings for retrieval."""
+        return F.normalize(self.text_encoder(list(texts))['pooled'], dim=-1)
+
+    def caption(self, feats: Features, beam_size: Optional[int] = None,
+                region: Optional[Tensor] = None) -> List[str]:
+        """Caption each image; ``region (B, h, w)`` in ``[0, 1]`` restricts what the text
+        queries see (referring captioning). ``beam_size`` 1 is greedy decoding."""
+        beam_size = beam_size or self.test_cfg['beam_size']
+        batch = feats[0].shape[0]
+        feats = self._repeat(feats, beam_size)
+        if region is not None:
+            region = region.repeat_interleave(beam_size, 0)
+        table = self.text_encoder.token_embedding_table
+
+        def step(ids: Tensor) -> Tensor:
+            decoded = self.query_decoder(*feats, task='captioning',
+                                         text_queries=self.text_encoder.embed_tokens(ids),
+                                         text_region=region)
+            last = decoded['text_embeds'][-1][:, -1]
+            return self.head.caption_logits(last, table).log_softmax(-1)
+
+        args = dict(start_id=self.text_encoder.start_token_id,
+                    end_id=self.text_encoder.end_token_id,
+                    max_len=self.test_cfg['max_caption_len'], device=feats[0].device)
+        if beam_size == 1:
+            ids = greedy_search(step, batch, **args)
+        else:
+            ids = beam_search(step, batch, beam_size,
+                              length_penalty=self.test_cfg['length_penalty'], **args)
+        return [self.text_encoder.decode(row) for row in ids]
+
+    def region_retrieval(self, inputs: Tensor, phrase: str, topk: int = 1) -> Dict[str, Tensor]:
+        """Task composition: rank the images by their similarity to ``phrase`` (retrieval),
+        then ground the phrase in the ``topk`` best (referring).
+
+        Returns:
+            dict: ``scores (B,)`` image-text similarities, ``indices (topk,)`` of the
+            retrieved images, ``masks (topk, H/4, W/4)`` logits of the phrase in each.
+        """
+        feats = self.extract_feats(inputs)
+        scores = self.image_embeddings(feats) @ self.text_embeddings([phrase])[0]
+        indices = scores.topk(min(topk, len(scores))).indices
+        masks, _ = self.refer(self._take(feats, indices), [phrase] * len(indices))
+        return dict(scores=scores, indices=indices, masks=masks)
+
+    def referring_caption(self, inputs: Tensor, phrases: Sequence[str],
+                          beam_size: Optional[int] = None) -> Dict[str, object]:
+        """Task composition: ground each image's phrase, then caption with the text queries'
+        cross-attention restricted to the grounded mask.
+
+        Returns:
+            dict: ``captions`` (list of str) and ``masks (B, H/4, W/4)`` logits.
+        """
+        feats = self.extract_feats(inputs)
+        masks, _ = self.refer(feats, phrases)
+        return dict(captions=self.caption(feats, beam_size, region=masks.sigmoid()),
+                    masks=masks)
+
+    def _to_image(self, logits: Tensor, inputs: Tensor, meta: dict) -> Tensor:
+        """``(N, h, w)`` logits at 1/4 of the padded input -> ``(N, H_ori, W_ori)``."""
+        logits = F.interpolate(logits[:, None], size=inputs.shape[-2:], mode='bilinear',
+                               align_corners=False)
+        height, width = meta['img_shape'][:2]
+        logits = logits[..., :height, :width]
+        if tuple(meta['ori_shape'][:2]) != (height, width):
+            logits = F.interpolate(logits, size=meta['ori_shape'][:2], mode='bilinear',
+                                   align_corners=False)
+        return logits[:, 0]
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, inputs: Tensor, data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        feats = self.extract_feats(inputs)
+        for task, index in self._group(data_samples).items():
+            sub = self._take(feats, inputs.new_tensor(index, dtype=torch.long))
+            samples = [data_samples[i] for i in index]
+            getattr(self, f'_predict_{task}')(sub, inputs[index], samples, rescale)
+        return data_samples
+
+    def _predict_generic(self, feats, inputs, samples, rescale) -> None:
+        outputs = self.generic_logits(feats)
+        mask_logits = F.interpolate(outputs['mask_logits'], size=inputs.shape[-2:],
+                                    mode='bilinear', align_corners=False)
+        results = self.postprocessor.predict(
+            outputs['cls_logits'], mask_logits, [s.metainfo for s in samples],
+            num_things=len(self.thing_classes), num_stuff=len(self.stuff_classes),
+            rescale=rescale)
+        for sample, result in zip(samples, results):
+            if 'pan_results' in result:
+                sample.pred_panoptic_seg = result['pan_results']
+            if 'sem_results' in result:
+                sample.pred_sem_seg = result['sem_results']
+            if 'ins_results' in result:
+                sample.pred_instances = result['ins_results']
+
+    def _predict_referring(self, feats, inputs, samples, rescale) -> None:
+        masks, scores = self.refer(feats, [s.text for s in samples])
+        for i, sample in enumerate(samples):
+            prob = self._to_image(masks[i:i + 1], inputs[i], sample.metainfo).sigmoid()
+            sample.pred_instances = InstanceData(
+                masks=prob > self.test_cfg['mask_threshold'], scores=scores[i:i + 1],
+                labels=scores.new_zeros(1, dtype=torch.long))
+
+    def _predict_captioning(self, feats, inputs, samples, rescale) -> None:
+        for sample, text in zip(samples, self.caption(feats)):
+            sample.pred_caption = text
+        images = self.image_embeddings(feats)
+        for i, sample in enumerate(samples):
+            sample.pred_image_embed = images[i]
+            if sample.metainfo.get('captions'):
+                sample.pred_text_embeds = self.text_embeddings(sample.captions)
+
+    def forward(self, inputs: Tensor, data_samples: Optional[SampleList] = None,
+                mode: str = 'tensor') -> Union[Dict, SampleList]:
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.generic_logits(self.extract_feats(inputs))
+        raise ValueError(f'mode must be loss, predict or tensor, not {mode!r}')
+

@@ -1,0 +1,63 @@
+"""X-Decoder's semantic outputs: concept classification, image embedding, caption logits."""
+import math
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from ..registry import MODELS
+
+
+@MODELS.register_module()
+class XDecoderHead(BaseModule):
+    """Projects decoder outputs into the text encoder's spaces.
+
+    Unlike the core's ``TextClassifierHead`` there is no learned "no object" vector: as in the
+    paper, "background" is one more concept encoded by the text encoder, so the last column of
+    :meth:`classify` is its similarity. The projections are bare matrices, as in the official
+    checkpoint (``class_embed``, ``caping_embed``), so its weights load unchanged.
+
+    Args:
+        embed_dims: decoder width ``C``.
+        proj_dims: text embedding width ``D`` (the encoder's pooled output).
+        token_dims: width ``W`` of the encoder's token-embedding table (caption logits).
+        init_temperature: initial ``1 / logit_scale``; CLIP's 0.07.
+        max_logit_scale: clamp of the scale, as in CLIP.
+    """
+
+    def __init__(self, embed_dims: int, proj_dims: int, token_dims: int,
+                 init_temperature: float = 0.07, max_logit_scale: float = 100.0,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.class_embed = nn.Parameter(torch.empty(embed_dims, proj_dims))
+        self.caption_embed = nn.Parameter(torch.empty(embed_dims, token_dims))
+        nn.init.trunc_normal_(self.class_embed, std=0.02)
+        nn.init.trunc_normal_(self.caption_embed, std=0.02)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+        self.max_log_scale = math.log(max_logit_scale)
+
+    @property
+    def scale(self) -> Tensor:
+        return self.logit_scale.clamp(max=self.max_log_scale).exp()
+
+    def embed(self, queries: Tensor) -> Tensor:
+        """``(..., C)`` decoder outputs -> ``(..., D)`` unit vectors in the text space."""
+        return F.normalize(queries @ self.class_embed, dim=-1)
+
+    def classify(self, object_embeds: Tensor, concept_embeds: Tensor) -> Tensor:
+        """``(B, Q, C)`` and ``(K + 1, D)`` or per image ``(B, K + 1, D)`` unit concept
+        embeddings (background last) -> ``(B, Q, K + 1)`` logits."""
+        queries = self.embed(object_embeds)
+        if concept_embeds.dim() == 2:
+            return self.scale * queries @ concept_embeds.t()
+        return self.scale * torch.einsum('bqd,bkd->bqk', queries, concept_embeds)
+
+    def similarity(self, image_embeds: Tensor, text_embeds: Tensor) -> Tensor:
+        """``(B_i, D)`` x ``(B_t, D)`` unit vectors -> ``(B_i, B_t)`` scaled logits."""
+        return self.scale * image_embeds @ text_embeds.t()
+
+    def caption_logits(self, text_embeds: Tensor, token_table: Tensor) -> Tensor:
+        """``(B, n, C)`` text-query outputs and ``(V, W)`` token embeddings -> ``(B, n, V)``:
+        the next-token logits tied to the text encoder's input embeddings."""
+        return (text_embeds @ self.caption_embed) @ token_table.t()
