@@ -1,6 +1,13 @@
-"""Segment an image with a vocabulary of your choice and write an overlay and a JSON.
+"""Run an inference task on images and write overlays and a JSON.
 
     python tools/demo.py IMAGE CONFIG CHECKPOINT --things "circle,square" --stuff "sky,grass"
+    python tools/demo.py IMAGE CONFIG CHECKPOINT --task referring --text "the red square"
+    python tools/demo.py IMAGE_DIR CONFIG CHECKPOINT --task region_retrieval --text "a star"
+
+IMAGE is an image file or a directory of images (all of them form one batch). ``--task``
+takes the core's ``panoptic`` (default) and what the installed plugins contribute
+(``openseg plugins`` lists them, e.g. X-Decoder's referring, captioning, retrieval,
+region_retrieval, referring_captioning).
 """
 import argparse
 import json
@@ -8,19 +15,28 @@ import os
 import tempfile
 
 import mmcv
+import numpy as np
+import torch
 
 from openseg_core.engine.cli import run_tool
-from openseg_core.inference import Segmenter, draw_overlay
+from openseg_core.inference import Segmenter, draw_overlay, preprocess_images
+from openseg_core.plugins import load_plugins
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('image')
+    parser.add_argument('image', help='image file, or a directory of images')
     parser.add_argument('config')
     parser.add_argument('checkpoint')
+    parser.add_argument('--task', default='panoptic', help='inference task (default panoptic)')
     parser.add_argument('--things', default='', help='comma-separated countable classes')
     parser.add_argument('--stuff', default='', help='comma-separated amorphous classes')
+    parser.add_argument('--text', help='phrase or sentence for language tasks')
+    parser.add_argument('--beam-size', type=int, default=None, help='captioning beam')
+    parser.add_argument('--topk', type=int, default=1, help='images kept by retrieval tasks')
     parser.add_argument('--out-dir', default='demo_out')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args()
@@ -37,24 +53,82 @@ def _write_atomically(path: str, write) -> None:
         raise
 
 
-def main():
-    args = parse_args()
+def _images(path: str) -> list:
+    if os.path.isdir(path):
+        found = sorted(os.path.join(path, n) for n in os.listdir(path)
+                       if n.lower().endswith(IMAGE_EXTENSIONS))
+        if not found:
+            raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in {path}')
+        return found
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'image not found: {path}')
+    return [path]
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def run_panoptic(args, images):
     things, stuff = args.things.split(','), args.stuff.split(',')
     if not any(s.strip() for s in things + stuff):
         raise ValueError('the vocabulary is empty: pass --things and/or --stuff, e.g. '
                          '--things "dog,cat"')
-    if not os.path.isfile(args.image):
-        raise FileNotFoundError(f'image not found: {args.image}')
-    result = Segmenter(args.config, args.checkpoint, args.device)(args.image, things, stuff)
+    segmenter = Segmenter(args.config, args.checkpoint, args.device)
     os.makedirs(args.out_dir, exist_ok=True)
-    stem = os.path.splitext(os.path.basename(args.image))[0]
-    overlay = draw_overlay(mmcv.imread(args.image, channel_order='rgb'), result['panoptic'],
-                           result['segments'])
-    png, js = (os.path.join(args.out_dir, f'{stem}.{ext}') for ext in ('png', 'json'))
-    _write_atomically(png, lambda p: overlay.save(p, format='PNG'))
-    _write_atomically(js, lambda p: json.dump(dict(image=args.image, segments=result['segments']),
-                                              open(p, 'w'), indent=1))
-    print(f"{len(result['segments'])} segments -> {png}, {js}")
+    for image in images:
+        result = segmenter(image, things, stuff)
+        overlay = draw_overlay(mmcv.imread(image, channel_order='rgb'), result['panoptic'],
+                               result['segments'])
+        png, js = (os.path.join(args.out_dir, f'{_stem(image)}.{ext}') for ext in ('png', 'json'))
+        _write_atomically(png, lambda p: overlay.save(p, format='PNG'))
+        _write_atomically(js, lambda p: json.dump(
+            dict(image=image, segments=result['segments']), open(p, 'w'), indent=1))
+        print(f"{len(result['segments'])} segments -> {png}, {js}")
+
+
+def run_plugin_task(args, images):
+    manager = load_plugins()
+    tasks = manager.inference_tasks()
+    if args.task not in tasks:
+        raise ValueError(f'unknown task {args.task!r}; installed plugins offer: '
+                         f'{", ".join(sorted(tasks))}')
+    model = Segmenter(args.config, args.checkpoint, args.device).model
+    batch = preprocess_images(model, images)
+    options = dict(text=args.text, beam_size=args.beam_size, topk=args.topk)
+    with torch.no_grad():
+        out = manager.hook.openseg_run_task(task=args.task, model=model,
+                                            inputs=batch['inputs'],
+                                            data_samples=batch['data_samples'],
+                                            options=options)
+    if out is None:
+        raise ValueError(f'the model of {args.config} ({type(model).__name__}) does not run '
+                         f'task {args.task!r}')
+    os.makedirs(args.out_dir, exist_ok=True)
+    masks = out.get('masks') or [None] * len(images)
+    for image, mask in zip(images, masks):
+        if mask is None:
+            continue
+        overlay = draw_overlay(mmcv.imread(image, channel_order='rgb'), mask.astype(np.int32),
+                               [dict(id=1, label=args.text or args.task)])
+        png = os.path.join(args.out_dir, f'{_stem(image)}_{args.task}.png')
+        _write_atomically(png, lambda p: overlay.save(p, format='PNG'))
+    js = os.path.join(args.out_dir, f'{args.task}.json')
+    report = dict(task=args.task, text=args.text,
+                  images=[dict(image=i, **r) for i, r in zip(images, out['results'])])
+    _write_atomically(js, lambda p: json.dump(report, open(p, 'w'), indent=1))
+    for entry in report['images']:
+        print(json.dumps(entry))
+    print(f'-> {js}')
+
+
+def main():
+    args = parse_args()
+    images = _images(args.image)
+    if args.task in ('panoptic', 'semantic', 'instance'):
+        run_panoptic(args, images)
+    else:
+        run_plugin_task(args, images)
 
 
 if __name__ == '__main__':

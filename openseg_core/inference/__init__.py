@@ -1,3 +1,3 @@
-from .segmenter import Segmenter, draw_overlay
+from .segmenter import Segmenter, draw_overlay, preprocess_images
 
-__all__ = ['Segmenter', 'draw_overlay']
+__all__ = ['Segmenter', 'draw_overlay', 'preprocess_images']

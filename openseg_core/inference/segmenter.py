@@ -47,15 +47,8 @@ class Segmenter:
         stuff = [s.strip() for s in stuff if s.strip()]
         if not things and not stuff:
             raise ValueError('the vocabulary is empty: give at least one class name')
-        if isinstance(image, str):
-            array = mmcv.imread(image)
-            if array is None:
-                raise ValueError(f'cannot read image {image}: not an image file or corrupt')
-            image = array
         self.model.set_vocabulary(things, stuff)
-        data = self.pipeline(dict(img=image))
-        batch = self.model.data_preprocessor(dict(inputs=[data['inputs']],
-                                                  data_samples=[data['data_samples']]))
+        batch = preprocess_images(self.model, [image], self.pipeline)
         sample = self.model.predict(batch['inputs'], batch['data_samples'])[0]
         pan = sample.pred_panoptic_seg.sem_seg[0].cpu().numpy()
         names = things + stuff
@@ -70,6 +63,25 @@ class Segmenter:
                                  isthing=label < len(things), area=int(region.sum())))
         return dict(panoptic=ids, segments=segments,
                     semantic=sample.pred_sem_seg.sem_seg[0].cpu().numpy())
+
+
+def preprocess_images(model, images: Sequence, pipeline: Optional[Compose] = None) -> dict:
+    """Image paths or ``(H, W, 3)`` BGR arrays -> the model's batch: ``inputs (B, 3, H, W)``
+    and ``data_samples`` with ``ori_shape``/``img_shape``."""
+    pipeline = pipeline or Compose([
+        dict(type='mmdet.LoadImageFromNDArray'),
+        dict(type='mmdet.PackDetInputs', meta_keys=('ori_shape', 'img_shape', 'scale_factor'))])
+    inputs, samples = [], []
+    for image in images:
+        if isinstance(image, str):
+            array = mmcv.imread(image)
+            if array is None:
+                raise ValueError(f'cannot read image {image}: not an image file or corrupt')
+            image = array
+        data = pipeline(dict(img=image))
+        inputs.append(data['inputs'])
+        samples.append(data['data_samples'])
+    return model.data_preprocessor(dict(inputs=inputs, data_samples=samples))
 
 
 def _palette(n: int) -> List[tuple]:

@@ -59,3 +59,22 @@ def openseg_inference_tasks():
     ``tools/demo.py --task`` accepts these names; the core contributes ``panoptic``,
     ``semantic`` and ``instance``.
     """
+
+
+@hookspec(firstresult=True)
+def openseg_run_task(task, model, inputs, data_samples, options):
+    """Run one of the plugin's inference tasks on a preprocessed batch (``tools/demo.py``).
+
+    Args:
+        task: a name from :func:`openseg_inference_tasks`.
+        model: the built model (eval mode, weights loaded).
+        inputs: ``(B, 3, H, W)`` after the model's data preprocessor.
+        data_samples: the matching ``DetDataSample`` s (``ori_shape``, ``img_shape``...).
+        options: the demo's options: ``text`` (str or None), ``beam_size``, ``topk``.
+
+    Returns:
+        ``None`` if the task or the model is not this plugin's; else a dict with ``results``
+        (per image, a JSON-serialisable dict) and optionally ``masks`` (per image, an
+        ``(H, W)`` bool array at the original size, or ``None``) to draw. Raise ``ValueError``
+        with a one-line reason for unusable options (e.g. a missing ``text``).
+    """

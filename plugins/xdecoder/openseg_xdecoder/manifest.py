@@ -30,3 +30,9 @@ def openseg_inference_tasks():
         retrieval='rank images by similarity to a text (--text, several images)',
         region_retrieval='retrieve the image that matches a phrase, then ground the phrase',
         referring_captioning='ground a phrase (--text), then caption inside its mask')
+
+
+@hookimpl
+def openseg_run_task(task, model, inputs, data_samples, options):
+    from .inference import run_task
+    return run_task(task, model, inputs, data_samples, options)

@@ -1,17 +1,15 @@
 # `shapes` COCO-style captions: image-text pairs for captioning and retrieval.
-data_root = 'data/shapes/'
-backend_args = None
 caption_meta = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'captions',
                 'task')
 caption_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile'),
     dict(type='SetTask', task='captioning'),
     dict(type='PackDetInputs', meta_keys=caption_meta),
 ]
-captions_train = dict(type='CocoCaptionsDataset', data_root=data_root,
+captions_train = dict(type='CocoCaptionsDataset', data_root='data/shapes/',
                       ann_file='annotations/captions_train.json',
                       data_prefix=dict(img='images/train/'), pipeline=caption_pipeline)
-captions_val = dict(type='CocoCaptionsDataset', data_root=data_root,
+captions_val = dict(type='CocoCaptionsDataset', data_root='data/shapes/',
                     ann_file='annotations/captions_val.json',
                     data_prefix=dict(img='images/val/'), test_mode=True,
                     pipeline=caption_pipeline)

@@ -27,7 +27,6 @@ same, so odd sizes give the same maps as the official model.
 import os
 from typing import Optional, Sequence, Tuple
 
-import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule

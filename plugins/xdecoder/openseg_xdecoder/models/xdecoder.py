@@ -1,6 +1,6 @@
 """X-Decoder: one decoder for generic and referring segmentation, retrieval and captioning."""
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -10,13 +10,20 @@ from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from ..converters.official import convert_official, is_official
 from ..registry import MODELS
 from .caption_search import beam_search, greedy_search
 
 #: What a sample's ``task`` metainfo may say, and what it trains / predicts.
 DATA_TASKS = ('generic', 'referring', 'captioning')
 
-Features = Tuple[Tensor, List[Tensor]]
+
+
+class Features(NamedTuple):
+    """What the image side computes once per batch and every task decodes from."""
+    mask_features: Tensor   #: ``(B, C, H/4, W/4)``
+    memories: List[Tensor]  #: pixel-decoder maps, low to high resolution
+    pooled: Tensor          #: ``(B, C_5)`` average of the last backbone map
 
 
 @MODELS.register_module()
@@ -83,6 +90,16 @@ class XDecoder(BaseModel):
         if thing_classes or stuff_classes:
             self.set_vocabulary(thing_classes, stuff_classes)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Direct loading of an official checkpoint (``load_from``, ``tools/test.py``): convert
+        # it in place before this module and its children read their keys.
+        ours = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if is_official(ours):
+            for key in [k for k in state_dict if k.startswith(prefix)]:
+                del state_dict[key]
+            state_dict.update({prefix + k: v for k, v in convert_official(ours).items()})
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------------ vocabulary and text
     def set_vocabulary(self, thing_classes: Sequence[str],
                        stuff_classes: Sequence[str] = ()) -> None:
@@ -127,20 +144,21 @@ class XDecoder(BaseModel):
 
     # ------------------------------------------------------------------ network pieces
     def extract_feats(self, inputs: Tensor) -> Features:
-        """``(B, 3, H, W)`` -> mask features ``(B, C, H/4, W/4)`` and the memories."""
-        mask_features, memories = self.pixel_decoder(list(self.backbone(inputs)))
-        return mask_features, memories
+        """``(B, 3, H, W)`` -> :class:`Features`."""
+        maps = list(self.backbone(inputs))
+        mask_features, memories = self.pixel_decoder(maps)
+        return Features(mask_features, memories, maps[-1].mean((2, 3)))
 
     @staticmethod
     def _take(feats: Features, index: Tensor) -> Features:
-        mask_features, memories = feats
-        return mask_features[index], [m[index] for m in memories]
+        return Features(feats.mask_features[index], [m[index] for m in feats.memories],
+                        feats.pooled[index])
 
     @staticmethod
     def _repeat(feats: Features, times: int) -> Features:
-        mask_features, memories = feats
-        return (mask_features.repeat_interleave(times, 0),
-                [m.repeat_interleave(times, 0) for m in memories])
+        return Features(feats.mask_features.repeat_interleave(times, 0),
+                        [m.repeat_interleave(times, 0) for m in feats.memories],
+                        feats.pooled.repeat_interleave(times, 0))
 
     def _group(self, data_samples: SampleList) -> Dict[str, List[int]]:
         groups = defaultdict(list)
@@ -163,7 +181,7 @@ class XDecoder(BaseModel):
         return losses
 
     def _loss_generic(self, feats: Features, samples: SampleList) -> Dict[str, Tensor]:
-        decoded = self.query_decoder(*feats, task='generic')
+        decoded = self.query_decoder(feats.mask_features, feats.memories, task='generic')
         concepts = self.concept_embeddings()
         cls_logits = [self.head.classify(q, concepts) for q in decoded['object_embeds']]
         num_things, num_stuff = len(self.thing_classes), len(self.stuff_classes)
@@ -184,7 +202,7 @@ class XDecoder(BaseModel):
         """Decode with the phrases as text queries; per layer ``(B, Q, 2)`` logits of
         [the phrase, background] and ``(B, Q, H/4, W/4)`` mask logits."""
         text = self.encode_texts(phrases)
-        decoded = self.query_decoder(*feats, task='referring', text_queries=text['tokens'],
+        decoded = self.query_decoder(feats.mask_features, feats.memories, task='referring', text_queries=text['tokens'],
                                      text_padding=text['padding'])
         background = self.text_encoder.encode_vocabulary((self.background,))
         concepts = torch.stack([text['embeds'],
@@ -195,7 +213,7 @@ class XDecoder(BaseModel):
 
     def _loss_referring(self, feats: Features, samples: SampleList) -> Dict[str, Tensor]:
         outputs = self._referring_logits(feats, [s.text for s in samples])
-        gt_masks = [s.gt_instances.masks.to_tensor(torch.long, feats[0].device)
+        gt_masks = [s.gt_instances.masks.to_tensor(torch.long, feats.mask_features.device)
                     if hasattr(s.gt_instances.masks, 'to_tensor')
                     else s.gt_instances.masks.long() for s in samples]
         gt_labels = [m.new_zeros(m.shape[0]) for m in gt_masks]
@@ -207,7 +225,7 @@ class XDecoder(BaseModel):
         # One of each image's captions per step; torch's generator so resuming is exact.
         captions = [s.captions[int(torch.randint(len(s.captions), ()))] for s in samples]
         inputs, targets = self.caption_inputs(captions)
-        decoded = self.query_decoder(*feats, task='captioning',
+        decoded = self.query_decoder(feats.mask_features, feats.memories, task='captioning',
                                      text_queries=self.text_encoder.embed_tokens(inputs),
                                      text_padding=inputs == 0)
         logits = self.head.caption_logits(decoded['text_embeds'][-1],
@@ -215,18 +233,26 @@ class XDecoder(BaseModel):
         loss_caption = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0)
         # Latent queries do not attend text under the captioning mask, so the global query
         # here is the retrieval embedding.
-        image = self.head.embed(decoded['global_embeds'][-1])
         text = F.normalize(self.text_encoder(captions)['pooled'], dim=-1)
-        sim = self.head.similarity(image, text)
-        target = torch.arange(len(samples), device=sim.device)
-        loss_it = (F.cross_entropy(sim, target) + F.cross_entropy(sim.t(), target)) / 2
-        return dict(loss_caption=self.caption_weight * loss_caption,
-                    loss_it=self.retrieval_weight * loss_it)
+        losses = dict(loss_caption=self.caption_weight * loss_caption,
+                      loss_it=self.retrieval_weight * self._contrastive(
+                          self.head.embed(decoded['global_embeds'][-1]), text))
+        if self.head.backbone_proj is not None:
+            backbone = F.normalize(feats.pooled @ self.head.backbone_proj, dim=-1)
+            losses['loss_it_backbone'] = self.retrieval_weight * self._contrastive(backbone,
+                                                                                   text)
+        return losses
+
+    def _contrastive(self, images: Tensor, texts: Tensor) -> Tensor:
+        """Bidirectional image-text cross-entropy over the batch (paper Eq. 8)."""
+        sim = self.head.similarity(images, texts)
+        target = torch.arange(len(images), device=sim.device)
+        return (F.cross_entropy(sim, target) + F.cross_entropy(sim.t(), target)) / 2
 
     # ------------------------------------------------------------------ inference primitives
     def generic_logits(self, feats: Features) -> Dict[str, Tensor]:
         """Last layer's ``cls_logits (B, m-1, K+1)`` and ``mask_logits (B, m-1, H/4, W/4)``."""
-        decoded = self.query_decoder(*feats, task='generic')
+        decoded = self.query_decoder(feats.mask_features, feats.memories, task='generic')
         return dict(cls_logits=self.head.classify(decoded['object_embeds'][-1],
                                                   self.concept_embeddings()),
                     mask_logits=decoded['mask_logits'][-1])
@@ -241,27 +267,29 @@ class XDecoder(BaseModel):
         return masks, scores
 
     def image_embeddings(self, feats: Features) -> Tensor:
-        """``(B, D)`` unit image embeddings from the global query (retrieval task)."""
-        decoded = self.query_decoder(*feats, task='retrieval')
-        return self.head.embed(decoded['global_embeds'][-1])
+        """``(B, D')`` unit image embeddings from the global query (retrieval task); with the
+        backbone ensemble ``D' = 2D``. Score with :meth:`text_embeddings` by dot product."""
+        decoded = self.query_decoder(feats.mask_features, feats.memories, task='retrieval')
+        return self.head.image_embed(decoded['global_embeds'][-1], feats.pooled)
 
     def text_embeddings(self, texts: Sequence[str]) -> Tensor:
-        """``(N, D)`` unit text embeddings for retrieval."""
-        return F.normalize(self.text_encoder(list(texts))['pooled'], dim=-1)
+        """``(N, D')`` unit text embeddings for retrieval."""
+        return self.head.text_embed(F.normalize(self.text_encoder(list(texts))['pooled'],
+                                                dim=-1))
 
     def caption(self, feats: Features, beam_size: Optional[int] = None,
                 region: Optional[Tensor] = None) -> List[str]:
         """Caption each image; ``region (B, h, w)`` in ``[0, 1]`` restricts what the text
         queries see (referring captioning). ``beam_size`` 1 is greedy decoding."""
         beam_size = beam_size or self.test_cfg['beam_size']
-        batch = feats[0].shape[0]
+        batch = feats.mask_features.shape[0]
         feats = self._repeat(feats, beam_size)
         if region is not None:
             region = region.repeat_interleave(beam_size, 0)
         table = self.text_encoder.token_embedding_table
 
         def step(ids: Tensor) -> Tensor:
-            decoded = self.query_decoder(*feats, task='captioning',
+            decoded = self.query_decoder(feats.mask_features, feats.memories, task='captioning',
                                          text_queries=self.text_encoder.embed_tokens(ids),
                                          text_region=region)
             last = decoded['text_embeds'][-1][:, -1]
@@ -269,7 +297,7 @@ class XDecoder(BaseModel):
 
         args = dict(start_id=self.text_encoder.start_token_id,
                     end_id=self.text_encoder.end_token_id,
-                    max_len=self.test_cfg['max_caption_len'], device=feats[0].device)
+                    max_len=self.test_cfg['max_caption_len'], device=feats.mask_features.device)
         if beam_size == 1:
             ids = greedy_search(step, batch, **args)
         else:

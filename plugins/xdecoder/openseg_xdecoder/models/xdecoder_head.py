@@ -1,5 +1,6 @@
 """X-Decoder's semantic outputs: concept classification, image embedding, caption logits."""
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -24,16 +25,23 @@ class XDecoderHead(BaseModule):
         token_dims: width ``W`` of the encoder's token-embedding table (caption logits).
         init_temperature: initial ``1 / logit_scale``; CLIP's 0.07.
         max_logit_scale: clamp of the scale, as in CLIP.
+        backbone_dims: channels of the last backbone map; when given, its average is projected
+            (``backbone_proj``) into the text space too and retrieval scores average the two
+            embeddings' similarities (the official ``RETRIEVAL.ENSEMBLE``).
     """
 
     def __init__(self, embed_dims: int, proj_dims: int, token_dims: int,
                  init_temperature: float = 0.07, max_logit_scale: float = 100.0,
-                 init_cfg=None):
+                 backbone_dims: Optional[int] = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.class_embed = nn.Parameter(torch.empty(embed_dims, proj_dims))
         self.caption_embed = nn.Parameter(torch.empty(embed_dims, token_dims))
         nn.init.trunc_normal_(self.class_embed, std=0.02)
         nn.init.trunc_normal_(self.caption_embed, std=0.02)
+        self.backbone_proj = None
+        if backbone_dims:
+            self.backbone_proj = nn.Parameter(torch.empty(backbone_dims, proj_dims))
+            nn.init.trunc_normal_(self.backbone_proj, std=0.02)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
         self.max_log_scale = math.log(max_logit_scale)
 
@@ -44,6 +52,22 @@ class XDecoderHead(BaseModule):
     def embed(self, queries: Tensor) -> Tensor:
         """``(..., C)`` decoder outputs -> ``(..., D)`` unit vectors in the text space."""
         return F.normalize(queries @ self.class_embed, dim=-1)
+
+    def image_embed(self, global_embeds: Tensor, pooled: Tensor) -> Tensor:
+        """Retrieval embedding ``(B, D)``, or ``(B, 2D)`` with the backbone ensemble: the two
+        unit embeddings side by side over sqrt(2), so its dot product with
+        :meth:`text_embed` is the mean of the two similarities."""
+        image = self.embed(global_embeds)
+        if self.backbone_proj is None:
+            return image
+        backbone = F.normalize(pooled @ self.backbone_proj, dim=-1)
+        return torch.cat([image, backbone], dim=-1) / math.sqrt(2)
+
+    def text_embed(self, text_embeds: Tensor) -> Tensor:
+        """Unit text embeddings ``(N, D)`` matched to :meth:`image_embed`'s layout."""
+        if self.backbone_proj is None:
+            return text_embeds
+        return torch.cat([text_embeds, text_embeds], dim=-1) / math.sqrt(2)
 
     def classify(self, object_embeds: Tensor, concept_embeds: Tensor) -> Tensor:
         """``(B, Q, C)`` and ``(K + 1, D)`` or per image ``(B, K + 1, D)`` unit concept
