@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
-exec python -m pytest tests -q "$@"
+exec python -m pytest tests plugins -q "$@"

@@ -38,6 +38,9 @@ def parse_args():
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--vocab-size', type=int, default=None,
                         help='classify into this many synthetic class names')
+    parser.add_argument('--vocab-sweep', type=int, nargs='+', default=None, metavar='N',
+                        help='also time inference with each of these vocabulary sizes '
+                             '(text embeddings cached after the first call)')
     parser.add_argument('--train', action='store_true', help='also time training steps')
     parser.add_argument('--batch-size', type=int, default=2, help='training batch size')
     parser.add_argument('--compare-mmdet', action='store_true')
@@ -206,16 +209,22 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
     dec = m.query_decoder.transformer_decoder
     embed = m.query_decoder.embed_dims
     pixel_decoder = dict(m.pixel_decoder)
-    for key in ('in_channels', 'feat_channels', 'out_channels'):
-        pixel_decoder.pop(key)
-    pixel_decoder['type'] = 'mmdet.MSDeformAttnPixelDecoder'
+    in_channels = pixel_decoder.pop('in_channels')
+    feat_channels = pixel_decoder.pop('feat_channels')
+    out_channels = pixel_decoder.pop('out_channels')
+    if pixel_decoder['type'] == 'MSDeformAttnPixelDecoder':
+        pixel_decoder['type'] = 'mmdet.MSDeformAttnPixelDecoder'
+    # Other pixel decoders (e.g. xdecoder.TransformerEncoderFPN) keep their registered name:
+    # mmdet's head calls them with the same interface.
+    num_points = (m.get('loss') or m.get('mask_loss')).num_points
     # mmdet's MaskFormer calls ConfigDict methods on its sub-configs.
     return MMDET_MODELS.build(ConfigDict(
         type='mmdet.Mask2Former', data_preprocessor=m.data_preprocessor, backbone=m.backbone,
         panoptic_head=dict(
-            type='mmdet.Mask2FormerHead', in_channels=m.pixel_decoder.in_channels,
-            strides=m.pixel_decoder.strides, feat_channels=m.pixel_decoder.feat_channels,
-            out_channels=m.pixel_decoder.out_channels, num_things_classes=num_classes,
+            type='mmdet.Mask2FormerHead', in_channels=in_channels,
+            strides=m.pixel_decoder.get('strides', [4, 8, 16, 32]),
+            feat_channels=feat_channels, out_channels=out_channels,
+            num_things_classes=num_classes,
             num_stuff_classes=0, num_queries=m.query_decoder.num_queries,
             num_transformer_feat_level=3, pixel_decoder=pixel_decoder,
             enforce_decoder_input_project=False,
@@ -230,7 +239,7 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
         panoptic_fusion_head=dict(type='mmdet.MaskFormerFusionHead',
                                   num_things_classes=num_classes, num_stuff_classes=0,
                                   loss_panoptic=None, init_cfg=None),
-        train_cfg=dict(num_points=m.loss.num_points, oversample_ratio=3.0,
+        train_cfg=dict(num_points=num_points, oversample_ratio=3.0,
                        importance_sample_ratio=0.75,
                        assigner=dict(type='mmdet.HungarianAssigner', match_costs=[
                            dict(type='mmdet.ClassificationCost', weight=2.0),
@@ -264,12 +273,37 @@ def main():
           f'median of {args.iters} (models interleaved), peak = weights + working memory',
           flush=True)
     results = measure(models, args)
+    if args.vocab_sweep:
+        vocabulary_sweep(models['openseg'], args.vocab_sweep, args)
     if args.compare_mmdet:
         ours, theirs = results['openseg'], results['mmdet Mask2Former']
         print(f"latency ratio openseg / mmdet: {ours['latency_ms'] / theirs['latency_ms']:.2f}")
         if args.train:
             print(f"training speed ratio openseg / mmdet (it/s): "
                   f"{ours['train_iter_per_s'] / theirs['train_iter_per_s']:.2f}")
+
+
+def vocabulary_sweep(steps: ModelSteps, sizes, args) -> None:
+    """Inference latency per vocabulary size, sizes taking turns. With cached text embeddings
+    it should barely grow: one ``(Q, D) x (D, K)`` product and the post-processing."""
+    model = steps.model
+    vocabularies = {size: [f'class {i}' for i in range(size)] for size in sizes}
+
+    def with_vocabulary(size):
+        def step():
+            model.set_vocabulary(vocabularies[size], [])
+            steps.infer()
+        return step
+
+    for size in sizes:  # the first call encodes (and caches) the names
+        start = time.perf_counter()
+        with_vocabulary(size)()
+        print(f'{size:>6} classes: first call (encodes the names) '
+              f'{1000 * (time.perf_counter() - start):.0f} ms', flush=True)
+    latency = _interleaved_medians({size: with_vocabulary(size) for size in sizes},
+                                   args.iters, 0, args.device)
+    for size in sizes:
+        print(f'{size:>6} classes: {1000 * latency[size]:8.1f} ms/image (cached)', flush=True)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
 """Metrics. PQ, mIoU and mask AP are mmdet's (``CocoPanopticMetric``, ``SemSegMetric``,
 ``CocoMetric``), usable by name; openseg adds what they lack: PQ over an open vocabulary
-(``OpenVocabPanopticMetric``) and referring segmentation (``ReferringSegMetric``)."""
+(``OpenVocabPanopticMetric``), referring segmentation (``ReferringSegMetric``), captioning
+BLEU-4 / CIDEr (``CaptionMetric``) and image-text retrieval recall (``RetrievalMetric``)."""
 from .metrics import *  # noqa: F401,F403

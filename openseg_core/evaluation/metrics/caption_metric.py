@@ -9,11 +9,11 @@ from openseg_core.registry import METRICS
 
 # The COCO evaluation (pycocoevalcap) tokenises with Stanford's PTBTokenizer, which runs Java,
 # then drops the tokens below. This is a pure-Python stand-in for English captions that gives
-# the same tokens on the cases captions have (checked against PTBTokenizer 3.4.1 on tricky
-# captions): lowercasing, punctuation split off and dropped, clitics split ("don't" ->
+# the same tokens on the cases captions have (checked against PTBTokenizer 3.4.1 on ~100
+# tricky captions): lowercasing, punctuation split off and dropped, clitics split ("don't" ->
 # "do n't", "dog's" -> "dog 's"), abbreviations, numbers and in-word hyphens kept whole.
-# Rare constructs (emoticons, "y'all", "@name") may tokenise differently, which moves scores by far
-# less than the spread between models.
+# Rare constructs (emoticons, "y'all", "@name") may tokenise differently, which moves scores
+# by far less than the spread between models.
 #
 # The list is pycocoevalcap's verbatim. Its bracket entries are upper case while the tokenizer
 # is run with -lowerCase, so brackets survive there as "-lrb-" etc.; we keep them too, to give

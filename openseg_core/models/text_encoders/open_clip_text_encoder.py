@@ -89,10 +89,17 @@ class OpenCLIPTextEncoder(BaseModule):
     def end_token_id(self) -> int:
         return self.tokenizer.eot_token_id
 
-    def embed_tokens(self, token_ids: Tensor) -> Tensor:
-        """``(N, n)`` ids -> ``(N, n, D_tok)`` rows of the token-embedding table (no
-        transformer): the inputs of a captioning decoder that predicts the next token."""
-        return self.tower.token_embedding(token_ids)
+    def encode_ids(self, token_ids: Tensor) -> Dict[str, Tensor]:
+        """Run the tower on ``(N, n)`` ids (``n`` <= context length; no end token needed):
+        ``token_feats (N, n, D_tok)``. The tower is causal, so position ``t`` depends on the
+        first ``t + 1`` ids only: the text queries of a captioning decoder."""
+        length = token_ids.shape[1]
+        if length > self.context_length:
+            raise ValueError(f'{length} tokens exceed the context length {self.context_length}')
+        # open_clip's causal mask is built for the full context: pad to it, then cut.
+        padded = F.pad(token_ids, (0, self.context_length - length))
+        _, token_feats = self.tower(padded)
+        return dict(token_feats=token_feats[:, :length])
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Ids (without start/end/padding) -> text."""

@@ -36,3 +36,9 @@ def openseg_inference_tasks():
 def openseg_run_task(task, model, inputs, data_samples, options):
     from .inference import run_task
     return run_task(task, model, inputs, data_samples, options)
+
+
+@hookimpl
+def openseg_checkpoint_converters():
+    from .converters.official import convert_official
+    return dict(xdecoder_official=convert_official)

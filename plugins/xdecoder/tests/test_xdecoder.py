@@ -40,6 +40,10 @@ def datasets(shapes_root):
             for name in ('generic', 'referring', 'captioning')}
 
 
+def _token_feats(model, ids):
+    return model.text_encoder.encode_ids(ids)['token_feats']
+
+
 def _batch(model, datasets, split, per_task=2, training=True):
     items = [datasets[name][split][i] for name in ('generic', 'referring', 'captioning')
              for i in range(per_task)]
@@ -87,8 +91,8 @@ def test_caption_text_does_not_change_latent_outputs(model, datasets):
     object queries do, and the global query never does."""
     model.eval()
     feats = model.extract_feats(_batch(model, datasets, 'val', 1, False)['inputs'][:1])
-    text_a = model.text_encoder.embed_tokens(torch.tensor([[49406, 320, 736]]))
-    text_b = model.text_encoder.embed_tokens(torch.tensor([[49406, 1746, 3999]]))
+    text_a = _token_feats(model, torch.tensor([[49406, 320, 736]]))
+    text_b = _token_feats(model, torch.tensor([[49406, 1746, 3999]]))
     cap_a = model.query_decoder(feats.mask_features, feats.memories, task='captioning', text_queries=text_a)
     cap_b = model.query_decoder(feats.mask_features, feats.memories, task='captioning', text_queries=text_b)
     retrieval = model.query_decoder(feats.mask_features, feats.memories, task='retrieval')
@@ -105,7 +109,7 @@ def test_caption_text_does_not_change_latent_outputs(model, datasets):
 def test_region_restricts_what_caption_queries_see(model, datasets):
     model.eval()
     feats = model.extract_feats(_batch(model, datasets, 'val', 1, False)['inputs'][:1])
-    text = model.text_encoder.embed_tokens(torch.tensor([[49406, 320]]))
+    text = _token_feats(model, torch.tensor([[49406, 320]]))
     h, w = feats.mask_features.shape[-2:]
     corner = torch.zeros(1, h, w)
     corner[:, :h // 2, :w // 2] = 1

@@ -225,9 +225,9 @@ class XDecoder(BaseModel):
         # One of each image's captions per step; torch's generator so resuming is exact.
         captions = [s.captions[int(torch.randint(len(s.captions), ()))] for s in samples]
         inputs, targets = self.caption_inputs(captions)
+        prefix = self.text_encoder.encode_ids(inputs)['token_feats']
         decoded = self.query_decoder(feats.mask_features, feats.memories, task='captioning',
-                                     text_queries=self.text_encoder.embed_tokens(inputs),
-                                     text_padding=inputs == 0)
+                                     text_queries=prefix, text_padding=inputs == 0)
         logits = self.head.caption_logits(decoded['text_embeds'][-1],
                                           self.text_encoder.token_embedding_table)
         loss_caption = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0)
@@ -289,9 +289,9 @@ class XDecoder(BaseModel):
         table = self.text_encoder.token_embedding_table
 
         def step(ids: Tensor) -> Tensor:
+            prefix = self.text_encoder.encode_ids(ids)['token_feats']
             decoded = self.query_decoder(feats.mask_features, feats.memories, task='captioning',
-                                         text_queries=self.text_encoder.embed_tokens(ids),
-                                         text_region=region)
+                                         text_queries=prefix, text_region=region)
             last = decoded['text_embeds'][-1][:, -1]
             return self.head.caption_logits(last, table).log_softmax(-1)
 

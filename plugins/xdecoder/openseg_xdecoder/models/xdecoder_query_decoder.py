@@ -49,8 +49,8 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
             mask_features: ``(B, C, H/4, W/4)``.
             memories: pixel-decoder memories, low to high resolution.
             task: ``generic``, ``retrieval``, ``referring`` or ``captioning``.
-            text_queries: ``(B, n, text_dims)``: token features of the referring phrase, or
-                token embeddings of the caption so far.
+            text_queries: ``(B, n, text_dims)``: the text encoder's token features of the
+                referring phrase, or of the caption so far (causal).
             text_padding: ``(B, n)`` bool, True at padding.
             text_region: ``(B, H', W')`` in ``[0, 1]``: text queries cross-attend only inside
                 (referring captioning).
