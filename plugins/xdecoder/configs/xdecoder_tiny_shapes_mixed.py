@@ -20,6 +20,13 @@ train_dataloader = dict(
                  datasets=[{{_base_.train_dataloader.dataset}}, {{_base_.referring_train}},
                            {{_base_.captions_train}}]))
 
+# As in the paper, the text encoder trains at 0.1x the learning rate; its token table, which is
+# also the caption vocabulary, at the full rate (random token embeddings start near zero).
+model = dict(text_encoder=dict(frozen=False))
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
+    'text_encoder': dict(lr_mult=0.1),
+    'text_encoder.tower.token_embedding': dict(lr_mult=1.0)}))
+
 max_iters = 1200
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')

@@ -55,3 +55,5 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     clip_grad=dict(max_norm=1.0, norm_type=2))
+# A single-task config leaves the other tasks' parameters without gradients.
+model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)

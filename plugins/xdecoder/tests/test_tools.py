@@ -1,0 +1,96 @@
+"""X-Decoder through the command-line tools: test.py per task, demo.py tasks, the converter."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from openseg_core.registry import MODELS
+from tests.conftest import run_tool
+
+CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """Random weights of the tiny model, saved as a training run would."""
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(str(CONFIGS / 'xdecoder_tiny_shapes_generic.py')).model)
+    model.init_weights()
+    path = tmp_path_factory.mktemp('ckpt') / 'tiny.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta={}), path)
+    return path
+
+
+def _loader_options(root):
+    opts = []
+    for loader in ('test_dataloader', 'val_dataloader'):
+        opts += [f'{loader}.dataset.data_root={root}/', f'{loader}.num_workers=0',
+                 f'{loader}.persistent_workers=False', f'{loader}.batch_size=3']
+    return opts
+
+
+def test_test_tool_evaluates_referring(checkpoint, shapes_root, tmp_path):
+    result = run_tool(['tools/test.py', CONFIGS / 'xdecoder_tiny_shapes_referring.py',
+                       checkpoint, '--work-dir', tmp_path, '--cfg-options',
+                       *_loader_options(shapes_root)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'refer/cIoU' in result.stdout + result.stderr
+
+
+def test_test_tool_evaluates_captioning_and_retrieval(checkpoint, shapes_root, tmp_path):
+    result = run_tool(['tools/test.py', CONFIGS / 'xdecoder_tiny_shapes_captioning.py',
+                       checkpoint, '--work-dir', tmp_path, '--cfg-options',
+                       *_loader_options(shapes_root), 'model.test_cfg.max_caption_len=4'])
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = result.stdout + result.stderr
+    for key in ('caption/BLEU-4', 'caption/CIDEr', 'retrieval/t2i_R@1', 'retrieval/i2t_R@10'):
+        assert key in log, key
+
+
+def test_demo_runs_language_tasks_on_a_batch(checkpoint, shapes_root, tmp_path):
+    images = tmp_path / 'images'
+    images.mkdir()
+    for name in sorted((shapes_root / 'images' / 'val').iterdir())[:2]:
+        (images / name.name).write_bytes(name.read_bytes())
+    config = CONFIGS / 'xdecoder_tiny_shapes_generic.py'
+    out = tmp_path / 'out'
+    result = run_tool(['tools/demo.py', images, config, checkpoint, '--task',
+                       'referring_captioning', '--text', 'the red square', '--beam-size', '1',
+                       '--out-dir', out])
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / 'referring_captioning.json').read_text())
+    assert len(report['images']) == 2 and all('caption' in r for r in report['images'])
+    assert len(list(out.glob('*_referring_captioning.png'))) == 2
+
+    result = run_tool(['tools/demo.py', images, config, checkpoint, '--task', 'referring',
+                       '--out-dir', tmp_path / 'none'])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "demo.py: error: task 'referring' needs a phrase: pass --text \"...\"")
+    assert not (tmp_path / 'none').exists()
+
+    result = run_tool(['tools/demo.py', images, config, checkpoint, '--task', 'vqa'])
+    assert result.returncode == 2 and 'unknown task' in result.stderr
+
+
+def test_convert_checkpoint_tool(tmp_path):
+    official = {'sem_seg_head.predictor.query_feat.weight': torch.randn(3, 8),
+                'sem_seg_head.predictor.caping_embed': torch.randn(8, 8)}
+    src, dst = tmp_path / 'official.pt', tmp_path / 'out' / 'openseg.pth'
+    torch.save(official, src)
+    result = run_tool(['tools/convert_checkpoint.py', 'xdecoder_official', src, dst])
+    assert result.returncode == 0, result.stderr
+    state = torch.load(dst, weights_only=True)['state_dict']
+    assert set(state) == {'query_decoder.query_feat.weight',
+                          'query_decoder.global_query_feat.weight', 'head.caption_embed'}
+    torch.testing.assert_close(state['query_decoder.global_query_feat.weight'],
+                               official['sem_seg_head.predictor.query_feat.weight'][-1:])
+
+    bad = tmp_path / 'notes.pt'
+    bad.write_text('not a checkpoint')
+    result = run_tool(['tools/convert_checkpoint.py', 'xdecoder_official', bad,
+                       tmp_path / 'bad.pth'])
+    assert result.returncode == 2 and 'not a tensor checkpoint' in result.stderr
+    assert not (tmp_path / 'bad.pth').exists()
