@@ -1,3 +1,4 @@
 from .open_vocab_mask_segmentor import OpenVocabMaskSegmentor
+from .open_vocabulary import OpenVocabularyMixin
 
-__all__ = ['OpenVocabMaskSegmentor']
+__all__ = ['OpenVocabMaskSegmentor', 'OpenVocabularyMixin']

@@ -1,18 +1,18 @@
 """The core's reference model: open-vocabulary mask classification (Mask2Former-style)."""
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
-import torch
 import torch.nn.functional as F
-from mmdet.models.utils import preprocess_panoptic_gt
 from mmdet.structures import SampleList
 from mmengine.model import BaseModel
 from torch import Tensor
 
 from openseg_core.registry import MODELS
 
+from .open_vocabulary import OpenVocabularyMixin
+
 
 @MODELS.register_module()
-class OpenVocabMaskSegmentor(BaseModel):
+class OpenVocabMaskSegmentor(OpenVocabularyMixin, BaseModel):
     """Backbone -> pixel decoder -> masked-attention query decoder -> text-similarity classes.
 
     The vocabulary is data, not architecture: :meth:`set_vocabulary` (called by
@@ -44,24 +44,8 @@ class OpenVocabMaskSegmentor(BaseModel):
         self.head = MODELS.build(head)
         self.loss_module = MODELS.build(loss)
         self.postprocessor = MODELS.build(postprocessor)
-        self.thing_classes: tuple = ()
-        self.stuff_classes: tuple = ()
         if thing_classes or stuff_classes:
             self.set_vocabulary(thing_classes, stuff_classes)
-
-    def set_vocabulary(self, thing_classes: Sequence[str],
-                       stuff_classes: Sequence[str] = ()) -> None:
-        """Classify into these names from now on; labels index ``things + stuff``."""
-        names = list(thing_classes) + list(stuff_classes)
-        if not names:
-            raise ValueError('the vocabulary is empty: give at least one class name')
-        if len(set(names)) != len(names):
-            raise ValueError(f'the vocabulary repeats a class name: {names}')
-        self.thing_classes, self.stuff_classes = tuple(thing_classes), tuple(stuff_classes)
-
-    @property
-    def classes(self) -> tuple:
-        return self.thing_classes + self.stuff_classes
 
     def class_embeddings(self) -> Tensor:
         """``(K, D)`` text embeddings of the current vocabulary (cached by the encoder)."""
@@ -81,18 +65,7 @@ class OpenVocabMaskSegmentor(BaseModel):
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
         outputs = self._forward(inputs)
-        num_things, num_stuff = len(self.thing_classes), len(self.stuff_classes)
-        gt_labels, gt_masks = [], []
-        for sample in data_samples:
-            sem = sample.gt_sem_seg.sem_seg if 'gt_sem_seg' in sample else None
-            labels, masks = preprocess_panoptic_gt(
-                sample.gt_instances.labels, sample.gt_instances.masks, sem, num_things,
-                num_stuff)
-            if labels.numel() and int(labels.max()) >= num_things + num_stuff:
-                raise ValueError(f'target label {int(labels.max())} is outside the vocabulary '
-                                 f'of {num_things + num_stuff} classes')
-            gt_labels.append(labels)
-            gt_masks.append(masks)
+        gt_labels, gt_masks = self.panoptic_targets(data_samples)
         return self.loss_module(outputs['cls_logits'], outputs['mask_logits'], gt_labels,
                                 gt_masks)
 
@@ -105,13 +78,7 @@ class OpenVocabMaskSegmentor(BaseModel):
         results = self.postprocessor.predict(
             outputs['cls_logits'][-1], mask_logits, metas, num_things=len(self.thing_classes),
             num_stuff=len(self.stuff_classes), rescale=rescale)
-        for sample, result in zip(data_samples, results):
-            if 'pan_results' in result:
-                sample.pred_panoptic_seg = result['pan_results']
-            if 'sem_results' in result:
-                sample.pred_sem_seg = result['sem_results']
-            if 'ins_results' in result:
-                sample.pred_instances = result['ins_results']
+        self.attach_results(data_samples, results)
         return data_samples
 
     def forward(self, inputs: Tensor, data_samples: Optional[SampleList] = None,

@@ -28,9 +28,7 @@ optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
     'text_encoder.tower.token_embedding': dict(lr_mult=1.0)}))
 
 max_iters = 1200
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters, eta_min=1e-5),

@@ -1,2 +1,2 @@
-# The core's session fixtures (plugin loading, the generated shapes dataset) and helpers.
-from tests.conftest import openseg_scope, run_tool, shapes_root  # noqa: F401
+# The core's session fixtures (plugin loading, the generated shapes dataset).
+from tests.conftest import openseg_scope, shapes_root  # noqa: F401

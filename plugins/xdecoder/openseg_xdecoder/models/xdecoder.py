@@ -4,11 +4,12 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmdet.models.utils import preprocess_panoptic_gt
 from mmdet.structures import SampleList
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 from torch import Tensor
+
+from openseg_core.models.segmentors import OpenVocabularyMixin
 
 from ..converters.official import convert_official, is_official
 from ..registry import MODELS
@@ -27,7 +28,7 @@ class Features(NamedTuple):
 
 
 @MODELS.register_module()
-class XDecoder(BaseModel):
+class XDecoder(OpenVocabularyMixin, BaseModel):
     """Backbone -> pixel decoder -> :class:`XDecoderQueryDecoder` -> :class:`XDecoderHead`,
     with one text encoder for class names, referring phrases, captions and retrieval texts.
 
@@ -85,8 +86,6 @@ class XDecoder(BaseModel):
         self.default_task = default_task
         self.test_cfg = dict(dict(beam_size=5, max_caption_len=30, length_penalty=1.0,
                                   mask_threshold=0.5), **(test_cfg or {}))
-        self.thing_classes: tuple = ()
-        self.stuff_classes: tuple = ()
         if thing_classes or stuff_classes:
             self.set_vocabulary(thing_classes, stuff_classes)
 
@@ -103,21 +102,10 @@ class XDecoder(BaseModel):
     # ------------------------------------------------------------------ vocabulary and text
     def set_vocabulary(self, thing_classes: Sequence[str],
                        stuff_classes: Sequence[str] = ()) -> None:
-        """Classify generic-segmentation masks into these names; labels index
-        ``things + stuff``."""
-        names = list(thing_classes) + list(stuff_classes)
-        if not names:
-            raise ValueError('the vocabulary is empty: give at least one class name')
-        if len(set(names)) != len(names):
-            raise ValueError(f'the vocabulary repeats a class name: {names}')
-        if self.background in names:
+        if self.background in list(thing_classes) + list(stuff_classes):
             raise ValueError(f'{self.background!r} is the "no object" concept of X-Decoder; '
                              'rename that class')
-        self.thing_classes, self.stuff_classes = tuple(thing_classes), tuple(stuff_classes)
-
-    @property
-    def classes(self) -> tuple:
-        return self.thing_classes + self.stuff_classes
+        super().set_vocabulary(thing_classes, stuff_classes)
 
     def concept_embeddings(self) -> Tensor:
         """``(K + 1, D)`` unit embeddings of the vocabulary, "background" last (cached by a
@@ -184,18 +172,7 @@ class XDecoder(BaseModel):
         decoded = self.query_decoder(feats.mask_features, feats.memories, task='generic')
         concepts = self.concept_embeddings()
         cls_logits = [self.head.classify(q, concepts) for q in decoded['object_embeds']]
-        num_things, num_stuff = len(self.thing_classes), len(self.stuff_classes)
-        gt_labels, gt_masks = [], []
-        for sample in samples:
-            sem = sample.gt_sem_seg.sem_seg if 'gt_sem_seg' in sample else None
-            labels, masks = preprocess_panoptic_gt(sample.gt_instances.labels,
-                                                   sample.gt_instances.masks, sem, num_things,
-                                                   num_stuff)
-            if labels.numel() and int(labels.max()) >= num_things + num_stuff:
-                raise ValueError(f'target label {int(labels.max())} is outside the vocabulary '
-                                 f'of {num_things + num_stuff} classes')
-            gt_labels.append(labels)
-            gt_masks.append(masks)
+        gt_labels, gt_masks = self.panoptic_targets(samples)
         return self.mask_loss(cls_logits, decoded['mask_logits'], gt_labels, gt_masks)
 
     def _referring_logits(self, feats: Features, phrases: Sequence[str]) -> Dict[str, List]:
@@ -361,13 +338,7 @@ class XDecoder(BaseModel):
             outputs['cls_logits'], mask_logits, [s.metainfo for s in samples],
             num_things=len(self.thing_classes), num_stuff=len(self.stuff_classes),
             rescale=rescale)
-        for sample, result in zip(samples, results):
-            if 'pan_results' in result:
-                sample.pred_panoptic_seg = result['pan_results']
-            if 'sem_results' in result:
-                sample.pred_sem_seg = result['sem_results']
-            if 'ins_results' in result:
-                sample.pred_instances = result['ins_results']
+        self.attach_results(samples, results)
 
     def _predict_referring(self, feats, inputs, samples, rescale) -> None:
         masks, scores = self.refer(feats, [s.text for s in samples])
