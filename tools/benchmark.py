@@ -219,7 +219,8 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
     num_points = (m.get('loss') or m.get('mask_loss')).num_points
     # mmdet's MaskFormer calls ConfigDict methods on its sub-configs.
     return MMDET_MODELS.build(ConfigDict(
-        type='mmdet.Mask2Former', data_preprocessor=m.data_preprocessor, backbone=m.backbone,
+        type='mmdet.Mask2Former', backbone=m.backbone,
+        data_preprocessor=dict(m.data_preprocessor, type='mmdet.DetDataPreprocessor'),
         panoptic_head=dict(
             type='mmdet.Mask2FormerHead', in_channels=in_channels,
             strides=m.pixel_decoder.get('strides', [4, 8, 16, 32]),

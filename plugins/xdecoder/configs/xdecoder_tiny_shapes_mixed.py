@@ -22,7 +22,8 @@ train_dataloader = dict(
 
 # As in the paper, the text encoder trains at 0.1x the learning rate; its token table, which is
 # also the caption vocabulary, at the full rate (random token embeddings start near zero).
-model = dict(text_encoder=dict(frozen=False))
+# The official retrieval ensemble, as in the captioning config.
+model = dict(text_encoder=dict(frozen=False), head=dict(backbone_dims=128))
 optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
     'text_encoder': dict(lr_mult=0.1),
     'text_encoder.tower.token_embedding': dict(lr_mult=1.0)}))

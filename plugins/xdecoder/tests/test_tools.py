@@ -1,5 +1,6 @@
 """X-Decoder through the command-line tools: test.py per task, demo.py tasks, the converter."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,14 @@ def test_convert_checkpoint_tool(tmp_path):
                        tmp_path / 'bad.pth'])
     assert result.returncode == 2 and 'not a tensor checkpoint' in result.stderr
     assert not (tmp_path / 'bad.pth').exists()
+
+
+def test_benchmark_against_mmdet_and_over_vocabulary_sizes():
+    result = run_tool(['tools/benchmark.py', CONFIGS / 'xdecoder_tiny_shapes_generic.py',
+                       '--size', 64, '--iters', 2, '--warmup', 1, '--compare-mmdet',
+                       '--vocab-sweep', 10, 100])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r'latency ratio openseg / mmdet: \d+\.\d\d', result.stdout)
+    for size in (10, 100):
+        assert re.search(rf'^ +{size} classes: +[\d.]+ ms/image \(cached\)$', result.stdout,
+                         re.MULTILINE), result.stdout
