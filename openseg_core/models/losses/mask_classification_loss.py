@@ -62,26 +62,32 @@ class MaskClassificationLoss(BaseModule):
                    gt_masks: List[Tensor]) -> Dict[str, Tensor]:
         batch, num_queries, num_cls = cls_logits.shape
         no_object = num_cls - 1
+        matches = self.match(cls_logits, mask_logits, gt_labels, gt_masks)
         cls_targets = cls_logits.new_full((batch, num_queries), no_object, dtype=torch.long)
-        matched_preds, matched_gts = [], []
-        for i in range(batch):
-            q_idx, g_idx = self.matcher.match(cls_logits[i], mask_logits[i], gt_labels[i],
-                                              gt_masks[i])
+        for i, (q_idx, g_idx) in enumerate(matches):
             cls_targets[i, q_idx] = gt_labels[i][g_idx]
-            matched_preds.append(mask_logits[i][q_idx])
-            matched_gts.append(gt_masks[i][g_idx])
-
         weights = cls_logits.new_ones(num_cls)
         weights[no_object] = self.no_object_weight
         loss_cls = self.class_weight * F.cross_entropy(
             cls_logits.flatten(0, 1), cls_targets.flatten(), weight=weights)
+        return dict(loss_cls=loss_cls, **self.mask_losses(mask_logits, matches, gt_masks))
 
-        preds = torch.cat(matched_preds)
+    def match(self, cls_logits: Tensor, mask_logits: Tensor, gt_labels: List[Tensor],
+              gt_masks: List[Tensor]) -> List[tuple]:
+        """Per image, the matched ``(query indices, target indices)``."""
+        return [self.matcher.match(cls_logits[i], mask_logits[i], gt_labels[i], gt_masks[i])
+                for i in range(cls_logits.shape[0])]
+
+    def mask_losses(self, mask_logits: Tensor, matches: List[tuple],
+                    gt_masks: List[Tensor]) -> Dict[str, Tensor]:
+        """BCE and dice between matched predictions and targets, on points sampled by
+        uncertainty."""
+        preds = torch.cat([mask_logits[i][q] for i, (q, _) in enumerate(matches)])
         if preds.shape[0] == 0:
             zero = mask_logits.sum() * 0
-            return dict(loss_cls=loss_cls, loss_mask=zero, loss_dice=zero)
-        targets = torch.cat(matched_gts).float()
-        num_masks = max(reduce_mean(cls_logits.new_tensor(float(preds.shape[0]))).item(), 1.0)
+            return dict(loss_mask=zero, loss_dice=zero)
+        targets = torch.cat([gt_masks[i][g] for i, (_, g) in enumerate(matches)]).float()
+        num_masks = max(reduce_mean(mask_logits.new_tensor(float(preds.shape[0]))).item(), 1.0)
         with torch.no_grad():
             points = get_uncertain_point_coords_with_randomness(
                 preds[:, None], None, self.num_points, self.oversample_ratio,
@@ -89,7 +95,6 @@ class MaskClassificationLoss(BaseModule):
             point_targets = point_sample(targets[:, None], points)[:, 0]
         point_preds = point_sample(preds[:, None], points)[:, 0]
         return dict(
-            loss_cls=loss_cls,
             loss_mask=self.loss_mask(point_preds.reshape(-1), point_targets.reshape(-1),
                                      avg_factor=num_masks * self.num_points),
             loss_dice=self.loss_dice(point_preds, point_targets, avg_factor=num_masks))

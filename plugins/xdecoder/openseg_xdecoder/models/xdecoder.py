@@ -39,9 +39,10 @@ class XDecoder(OpenVocabularyMixin, BaseModel):
     * ``generic`` (panoptic/semantic/instance data): ``L_cls`` between the first ``m - 1``
       latent outputs and the ``C`` concept embeddings ("background" included), mask BCE + dice
       after Hungarian matching, every decoder layer (deep supervision).
-    * ``referring`` (``text`` metainfo + one ``gt_instances`` mask): latent queries attend the
-      phrase's token features; the concepts are the phrase's embedding and "background", so
-      the same matcher and losses find the query that segments the phrase (``ref.*`` losses).
+    * ``referring`` (``text`` metainfo + one ``gt_instances`` mask): object queries attend the
+      phrase's token features; the query matched to the referred mask (same matcher, phrase
+      probability as class cost) is the target of a cross-entropy over queries, plus its mask
+      BCE + dice (``ref.*`` losses).
     * ``captioning`` (``captions`` metainfo): ``L_it``, bidirectional image-text contrastive
       loss between the global query and the caption embeddings of the batch, and ``L_cap``,
       next-token cross-entropy of the text queries against the token-embedding table.
@@ -176,27 +177,43 @@ class XDecoder(OpenVocabularyMixin, BaseModel):
         return self.mask_loss(cls_logits, decoded['mask_logits'], gt_labels, gt_masks)
 
     def _referring_logits(self, feats: Features, phrases: Sequence[str]) -> Dict[str, List]:
-        """Decode with the phrases as text queries; per layer ``(B, Q, 2)`` logits of
-        [the phrase, background] and ``(B, Q, H/4, W/4)`` mask logits."""
+        """Decode with the phrases as text queries; per layer ``(B, Q)`` logits of each object
+        query being the phrase and ``(B, Q, H/4, W/4)`` mask logits."""
         text = self.encode_texts(phrases)
-        decoded = self.query_decoder(feats.mask_features, feats.memories, task='referring', text_queries=text['tokens'],
+        decoded = self.query_decoder(feats.mask_features, feats.memories, task='referring',
+                                     text_queries=text['tokens'],
                                      text_padding=text['padding'])
-        background = self.text_encoder.encode_vocabulary((self.background,))
-        concepts = torch.stack([text['embeds'],
-                                background.expand(len(phrases), -1)], dim=1)
-        return dict(cls_logits=[self.head.classify(q, concepts)
-                                for q in decoded['object_embeds']],
-                    mask_logits=decoded['mask_logits'])
+        logits = [self.head.scale * torch.einsum('bqd,bd->bq', self.head.embed(q), text['embeds'])
+                  for q in decoded['object_embeds']]
+        return dict(logits=logits, mask_logits=decoded['mask_logits'])
 
     def _loss_referring(self, feats: Features, samples: SampleList) -> Dict[str, Tensor]:
+        """Which query is the phrase: cross-entropy over the queries for the one matched to the
+        referred mask (Hungarian on phrase probability + point BCE + dice), and that query's
+        mask losses, every layer. No "background" concept here: the other queries may hold
+        other objects, which generic segmentation must keep classifying."""
         outputs = self._referring_logits(feats, [s.text for s in samples])
         gt_masks = [s.gt_instances.masks.to_tensor(torch.long, feats.mask_features.device)
                     if hasattr(s.gt_instances.masks, 'to_tensor')
                     else s.gt_instances.masks.long() for s in samples]
-        gt_labels = [m.new_zeros(m.shape[0]) for m in gt_masks]
-        losses = self.mask_loss(outputs['cls_logits'], outputs['mask_logits'], gt_labels,
-                                gt_masks)
-        return {f'ref.{k}': v for k, v in losses.items()}
+        if any(len(m) != 1 for m in gt_masks):
+            raise ValueError('a referring sample needs exactly one target mask (the referred '
+                             'object); got ' + ', '.join(str(len(m)) for m in gt_masks))
+        gt_labels = [m.new_zeros(1) for m in gt_masks]
+        losses = {}
+        last = len(outputs['logits']) - 1
+        for layer, (logits, masks) in enumerate(zip(outputs['logits'],
+                                                    outputs['mask_logits'])):
+            # The matcher's class cost is then each query's probability of being the phrase.
+            as_classes = torch.stack([logits, torch.zeros_like(logits)], dim=-1)
+            matches = self.mask_loss.match(as_classes, masks, gt_labels, gt_masks)
+            target = torch.cat([q for q, _ in matches])
+            prefix = 'ref.' if layer == last else f'ref.d{layer}.'
+            losses[prefix + 'loss_cls'] = self.mask_loss.class_weight * F.cross_entropy(
+                logits, target)
+            for name, value in self.mask_loss.mask_losses(masks, matches, gt_masks).items():
+                losses[prefix + name] = value
+        return losses
 
     def _loss_captioning(self, feats: Features, samples: SampleList) -> Dict[str, Tensor]:
         # One of each image's captions per step; torch's generator so resuming is exact.
@@ -236,10 +253,9 @@ class XDecoder(OpenVocabularyMixin, BaseModel):
 
     def refer(self, feats: Features, phrases: Sequence[str]) -> Tuple[Tensor, Tensor]:
         """One phrase per image -> the best query's mask logits ``(B, H/4, W/4)`` and its
-        probability of being the phrase ``(B,)``."""
+        share of the softmax over queries ``(B,)``."""
         outputs = self._referring_logits(feats, phrases)
-        probs = outputs['cls_logits'][-1].softmax(-1)[..., 0]
-        scores, best = probs.max(1)
+        scores, best = outputs['logits'][-1].softmax(-1).max(1)
         masks = outputs['mask_logits'][-1][torch.arange(len(best)), best]
         return masks, scores
 
