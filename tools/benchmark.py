@@ -214,8 +214,24 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
     out_channels = pixel_decoder.pop('out_channels')
     if pixel_decoder['type'] == 'MSDeformAttnPixelDecoder':
         pixel_decoder['type'] = 'mmdet.MSDeformAttnPixelDecoder'
-    # Other pixel decoders (e.g. xdecoder.TransformerEncoderFPN) keep their registered name:
-    # mmdet's head calls them with the same interface.
+    else:
+        # mmdet's Mask2FormerHead accepts only its deformable pixel decoder: the peer gets
+        # Mask2Former's own, as many encoder layers as the openseg one, at the same width.
+        print(f"mmdet Mask2Former's pixel decoder: MSDeformAttnPixelDecoder with "
+              f"{pixel_decoder.get('num_encoder_layers', 6)} layers (openseg: "
+              f"{pixel_decoder['type']})", flush=True)
+        pixel_decoder = dict(
+            type='mmdet.MSDeformAttnPixelDecoder', num_outs=3,
+            norm_cfg=dict(type='GN', num_groups=32), act_cfg=dict(type='ReLU'),
+            encoder=dict(num_layers=pixel_decoder.get('num_encoder_layers', 6), layer_cfg=dict(
+                self_attn_cfg=dict(embed_dims=feat_channels, num_heads=8, num_levels=3,
+                                   num_points=4, dropout=0.0, batch_first=True),
+                ffn_cfg=dict(embed_dims=feat_channels,
+                             feedforward_channels=pixel_decoder.get('feedforward_channels',
+                                                                    1024),
+                             num_fcs=2, ffn_drop=0.0,
+                             act_cfg=dict(type='ReLU', inplace=True)))),
+            positional_encoding=dict(num_feats=feat_channels // 2, normalize=True))
     num_points = (m.get('loss') or m.get('mask_loss')).num_points
     # mmdet's MaskFormer calls ConfigDict methods on its sub-configs.
     return MMDET_MODELS.build(ConfigDict(

@@ -12,17 +12,29 @@ def _tiny(**kwargs):
 def test_shapes_and_token_table():
     enc = _tiny()
     out = enc(['a red circle', 'sky'])
-    assert out['token_feats'].shape == (2, 77, 32)
+    assert out['token_feats'].shape == (2, 5, 32)  # the batch's longest text
     assert out['pooled'].shape == (2, 32)
     assert out['mask'].sum(1).tolist() == [5, 3]  # <start> words <end>
     assert enc.token_embedding_table.shape == (49408, 32)
 
 
+def test_short_sequences_give_open_clips_full_context_features():
+    """Running only the positions a batch uses is exact because the tower is causal."""
+    enc = _tiny()
+    texts = ['a red circle on the left', 'sky']
+    out = enc(texts)
+    pooled, tokens = enc.tower(enc.tokenize(texts))  # open_clip: all 77 positions
+    torch.testing.assert_close(out['pooled'], pooled)
+    torch.testing.assert_close(out['token_feats'], tokens[:, :out['token_feats'].shape[1]])
+    prefix = enc.encode_ids(enc.tokenize(texts)[:, :3])['token_feats']
+    torch.testing.assert_close(prefix, tokens[:, :3])
+
+
 def test_vocabulary_is_encoded_once_while_frozen(monkeypatch):
     enc = _tiny(templates=('a photo of a {}.', 'a {} in a picture.'))
     calls = []
-    original = enc.tower.forward
-    monkeypatch.setattr(enc.tower, 'forward', lambda t: calls.append(len(t)) or original(t))
+    original = enc._run_tower
+    monkeypatch.setattr(enc, '_run_tower', lambda t: calls.append(len(t)) or original(t))
     first = enc.encode_vocabulary(['circle', 'square', 'sky'])
     again = enc.encode_vocabulary(['circle', 'square', 'sky'])
     assert calls == [6]  # 3 names x 2 templates, one pass
