@@ -1,7 +1,6 @@
 """The core's reference model: open-vocabulary mask classification (Mask2Former-style)."""
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence
 
-import torch.nn.functional as F
 from mmdet.structures import SampleList
 from mmengine.model import BaseModel
 from torch import Tensor
@@ -72,21 +71,9 @@ class OpenVocabMaskSegmentor(OpenVocabularyMixin, BaseModel):
     def predict(self, inputs: Tensor, data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
         outputs = self._forward(inputs)
-        mask_logits = F.interpolate(outputs['mask_logits'][-1], size=inputs.shape[-2:],
-                                    mode='bilinear', align_corners=False)
-        metas = [s.metainfo for s in data_samples]
-        results = self.postprocessor.predict(
-            outputs['cls_logits'][-1], mask_logits, metas, num_things=len(self.thing_classes),
-            num_stuff=len(self.stuff_classes), rescale=rescale)
-        self.attach_results(data_samples, results)
+        self.segment(outputs['cls_logits'][-1], outputs['mask_logits'][-1], inputs,
+                     data_samples, rescale)
         return data_samples
 
-    def forward(self, inputs: Tensor, data_samples: Optional[SampleList] = None,
-                mode: str = 'tensor') -> Union[Dict, SampleList]:
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self._forward(inputs, data_samples)
-        raise ValueError(f'mode must be loss, predict or tensor, not {mode!r}')
+    def tensor_outputs(self, inputs: Tensor) -> Dict:
+        return self._forward(inputs)

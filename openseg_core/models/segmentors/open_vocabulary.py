@@ -1,7 +1,8 @@
 """What every open-vocabulary mask-classification model shares: the vocabulary, panoptic
 targets in its label space, and packing post-processed results into data samples."""
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch.nn.functional as F
 from mmdet.models.utils import preprocess_panoptic_gt
 from mmdet.structures import SampleList
 from torch import Tensor
@@ -11,7 +12,8 @@ class OpenVocabularyMixin:
     """For an mmengine ``BaseModel`` whose classes are text, chosen at run time.
 
     :meth:`set_vocabulary` is what ``VocabularyHook`` and users call; labels index
-    ``thing_classes + stuff_classes``.
+    ``thing_classes + stuff_classes``. The model provides ``loss``, ``predict``,
+    ``tensor_outputs(inputs)`` and a ``postprocessor`` (``MaskPostProcessor``).
     """
 
     thing_classes: tuple = ()
@@ -47,6 +49,28 @@ class OpenVocabularyMixin:
             gt_labels.append(labels)
             gt_masks.append(masks)
         return gt_labels, gt_masks
+
+    def segment(self, cls_logits: Tensor, mask_logits: Tensor, inputs: Tensor,
+                data_samples: SampleList, rescale: bool = True) -> None:
+        """``(B, Q, K+1)`` class and ``(B, Q, h, w)`` mask logits -> panoptic / semantic /
+        instance predictions stored in ``data_samples`` (at the original image size)."""
+        mask_logits = F.interpolate(mask_logits, size=inputs.shape[-2:], mode='bilinear',
+                                    align_corners=False)
+        results = self.postprocessor.predict(
+            cls_logits, mask_logits, [s.metainfo for s in data_samples],
+            num_things=len(self.thing_classes), num_stuff=len(self.stuff_classes),
+            rescale=rescale)
+        self.attach_results(data_samples, results)
+
+    def forward(self, inputs: Tensor, data_samples: Optional[SampleList] = None,
+                mode: str = 'tensor') -> Union[Dict, SampleList]:
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.tensor_outputs(inputs)
+        raise ValueError(f'mode must be loss, predict or tensor, not {mode!r}')
 
     @staticmethod
     def attach_results(data_samples: SampleList, results: List[dict]) -> None:

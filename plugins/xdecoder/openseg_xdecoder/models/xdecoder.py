@@ -1,6 +1,6 @@
 """X-Decoder: one decoder for generic and referring segmentation, retrieval and captioning."""
 from collections import defaultdict
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -348,13 +348,7 @@ class XDecoder(OpenVocabularyMixin, BaseModel):
 
     def _predict_generic(self, feats, inputs, samples, rescale) -> None:
         outputs = self.generic_logits(feats)
-        mask_logits = F.interpolate(outputs['mask_logits'], size=inputs.shape[-2:],
-                                    mode='bilinear', align_corners=False)
-        results = self.postprocessor.predict(
-            outputs['cls_logits'], mask_logits, [s.metainfo for s in samples],
-            num_things=len(self.thing_classes), num_stuff=len(self.stuff_classes),
-            rescale=rescale)
-        self.attach_results(samples, results)
+        self.segment(outputs['cls_logits'], outputs['mask_logits'], inputs, samples, rescale)
 
     def _predict_referring(self, feats, inputs, samples, rescale) -> None:
         masks, scores = self.refer(feats, [s.text for s in samples])
@@ -373,13 +367,6 @@ class XDecoder(OpenVocabularyMixin, BaseModel):
             if sample.metainfo.get('captions'):
                 sample.pred_text_embeds = self.text_embeddings(sample.captions)
 
-    def forward(self, inputs: Tensor, data_samples: Optional[SampleList] = None,
-                mode: str = 'tensor') -> Union[Dict, SampleList]:
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.generic_logits(self.extract_feats(inputs))
-        raise ValueError(f'mode must be loss, predict or tensor, not {mode!r}')
-
+    def tensor_outputs(self, inputs: Tensor) -> Dict[str, Tensor]:
+        """``mode='tensor'``: the generic outputs of :meth:`generic_logits`."""
+        return self.generic_logits(self.extract_feats(inputs))
