@@ -13,8 +13,7 @@ def _masks_at_image_size(model: XDecoder, logits, inputs, samples, indices=None)
     out = [None] * len(samples)
     indices = range(len(samples)) if indices is None else indices
     for logit, i in zip(logits, indices):
-        prob = model._to_image(logit[None], inputs[i], samples[i].metainfo).sigmoid()
-        out[i] = (prob[0] > model.test_cfg['mask_threshold']).cpu().numpy()
+        out[i] = model.mask_to_image(logit, inputs[i], samples[i].metainfo).cpu().numpy()
     return out
 
 

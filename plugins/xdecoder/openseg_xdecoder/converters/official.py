@@ -131,7 +131,7 @@ PIXEL_DECODER_RULES: List[Tuple[str, str, Callable[[Tensor], Tensor]]] = [
 ]
 
 
-_DEC = r'^transformer_(?P<kind>self|cross|ffn)_\w+?_layers\.(?P<layer>\d+)\.'
+_TO_DEC = 'query_decoder.decoder.layers.{layer}.'
 _LANG = r'^lang_encoder\.lang_encoder\.'
 
 #: Predictor (``sem_seg_head.predictor.``) -> openseg :class:`XDecoder` attributes. The
@@ -139,19 +139,19 @@ _LANG = r'^lang_encoder\.lang_encoder\.'
 #: self-attention, FFN: the official order), the text encoder is open_clip's text tower.
 PREDICTOR_RULES: List[Tuple[str, str, Callable[[Tensor], Tensor]]] = [
     (r'^transformer_self_attention_layers\.(?P<layer>\d+)\.self_attn\.(?P<rest>.+)$',
-     'query_decoder.decoder.layers.{layer}.self_attn.attn.{rest}', _as_is),
+     _TO_DEC + 'self_attn.attn.{rest}', _as_is),
     (r'^transformer_self_attention_layers\.(?P<layer>\d+)\.norm\.(?P<param>weight|bias)$',
-     'query_decoder.decoder.layers.{layer}.norms.1.{param}', _as_is),
+     _TO_DEC + 'norms.1.{param}', _as_is),
     (r'^transformer_cross_attention_layers\.(?P<layer>\d+)\.multihead_attn\.(?P<rest>.+)$',
-     'query_decoder.decoder.layers.{layer}.cross_attn.attn.{rest}', _as_is),
+     _TO_DEC + 'cross_attn.attn.{rest}', _as_is),
     (r'^transformer_cross_attention_layers\.(?P<layer>\d+)\.norm\.(?P<param>weight|bias)$',
-     'query_decoder.decoder.layers.{layer}.norms.0.{param}', _as_is),
+     _TO_DEC + 'norms.0.{param}', _as_is),
     (r'^transformer_ffn_layers\.(?P<layer>\d+)\.linear1\.(?P<param>weight|bias)$',
-     'query_decoder.decoder.layers.{layer}.ffn.layers.0.0.{param}', _as_is),
+     _TO_DEC + 'ffn.layers.0.0.{param}', _as_is),
     (r'^transformer_ffn_layers\.(?P<layer>\d+)\.linear2\.(?P<param>weight|bias)$',
-     'query_decoder.decoder.layers.{layer}.ffn.layers.1.{param}', _as_is),
+     _TO_DEC + 'ffn.layers.1.{param}', _as_is),
     (r'^transformer_ffn_layers\.(?P<layer>\d+)\.norm\.(?P<param>weight|bias)$',
-     'query_decoder.decoder.layers.{layer}.norms.2.{param}', _as_is),
+     _TO_DEC + 'norms.2.{param}', _as_is),
     (r'^decoder_norm\.(?P<param>weight|bias)$', 'query_decoder.decoder.post_norm.{param}',
      _as_is),
     (r'^level_embed\.weight$', 'query_decoder.level_embed.weight', _as_is),

@@ -19,7 +19,6 @@ from .caption_search import beam_search, greedy_search
 DATA_TASKS = ('generic', 'referring', 'captioning')
 
 
-
 class Features(NamedTuple):
     """What the image side computes once per batch and every task decodes from."""
     mask_features: Tensor   #: ``(B, C, H/4, W/4)``
@@ -116,20 +115,11 @@ class XDecoder(OpenVocabularyMixin, BaseModel):
         return self.text_encoder.encode_vocabulary(self.classes + (self.background,))
 
     def encode_texts(self, texts: Sequence[str]) -> Dict[str, Tensor]:
-        """Sentences -> ``tokens (N, n, W)`` (trimmed to the longest), ``padding (N, n)`` and
+        """Sentences -> ``tokens (N, n, W)`` (as long as the longest), ``padding (N, n)`` and
         unit ``embeds (N, D)`` (the end token's feature, projected)."""
         encoded = self.text_encoder(list(texts))
-        valid = encoded['mask']
-        length = int(valid.sum(1).max())
-        return dict(tokens=encoded['token_feats'][:, :length], padding=~valid[:, :length],
+        return dict(tokens=encoded['token_feats'], padding=~encoded['mask'],
                     embeds=F.normalize(encoded['pooled'], dim=-1))
-
-    def caption_inputs(self, captions: Sequence[str]) -> Tuple[Tensor, Tensor]:
-        """Teacher forcing: ``(N, n)`` input ids ``[start, w_1..w_k]`` and targets
-        ``[w_1..w_k, end]`` (0 = padding)."""
-        ids = self.text_encoder.tokenize(captions)
-        length = int((ids != 0).sum(1).max())
-        return ids[:, :length - 1], ids[:, 1:length]
 
     # ------------------------------------------------------------------ network pieces
     def extract_feats(self, inputs: Tensor) -> Features:
@@ -183,8 +173,7 @@ class XDecoder(OpenVocabularyMixin, BaseModel):
         decoded = self.query_decoder(feats.mask_features, feats.memories, task='referring',
                                      text_queries=text['tokens'],
                                      text_padding=text['padding'])
-        logits = [self.head.scale * torch.einsum('bqd,bd->bq', self.head.embed(q), text['embeds'])
-                  for q in decoded['object_embeds']]
+        logits = [self.head.phrase_logits(q, text['embeds']) for q in decoded['object_embeds']]
         return dict(logits=logits, mask_logits=decoded['mask_logits'])
 
     def _loss_referring(self, feats: Features, samples: SampleList) -> Dict[str, Tensor]:
@@ -218,16 +207,21 @@ class XDecoder(OpenVocabularyMixin, BaseModel):
     def _loss_captioning(self, feats: Features, samples: SampleList) -> Dict[str, Tensor]:
         # One of each image's captions per step; torch's generator so resuming is exact.
         captions = [s.captions[int(torch.randint(len(s.captions), ()))] for s in samples]
-        inputs, targets = self.caption_inputs(captions)
-        prefix = self.text_encoder.encode_ids(inputs)['token_feats']
+        # One tower pass serves both losses: the tower is causal, so the features of
+        # ``[start, w_1..w_k]`` are the teacher-forcing queries, and the end token's feature is
+        # the caption embedding.
+        encoded = self.text_encoder(captions)
+        ids = encoded['token_ids']
+        inputs, targets = ids[:, :-1], ids[:, 1:]
         decoded = self.query_decoder(feats.mask_features, feats.memories, task='captioning',
-                                     text_queries=prefix, text_padding=inputs == 0)
+                                     text_queries=encoded['token_feats'][:, :-1],
+                                     text_padding=inputs == 0)
         logits = self.head.caption_logits(decoded['text_embeds'][-1],
                                           self.text_encoder.token_embedding_table)
         loss_caption = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0)
         # Latent queries do not attend text under the captioning mask, so the global query
         # here is the retrieval embedding.
-        text = F.normalize(self.text_encoder(captions)['pooled'], dim=-1)
+        text = F.normalize(encoded['pooled'], dim=-1)
         losses = dict(loss_caption=self.caption_weight * loss_caption,
                       loss_it=self.retrieval_weight * self._contrastive(
                           self.head.embed(decoded['global_embeds'][-1]), text))
@@ -325,16 +319,17 @@ class XDecoder(OpenVocabularyMixin, BaseModel):
         return dict(captions=self.caption(feats, beam_size, region=masks.sigmoid()),
                     masks=masks)
 
-    def _to_image(self, logits: Tensor, inputs: Tensor, meta: dict) -> Tensor:
-        """``(N, h, w)`` logits at 1/4 of the padded input -> ``(N, H_ori, W_ori)``."""
-        logits = F.interpolate(logits[:, None], size=inputs.shape[-2:], mode='bilinear',
+    def mask_to_image(self, logits: Tensor, inputs: Tensor, meta: dict) -> Tensor:
+        """``(h, w)`` mask logits at 1/4 of one padded ``(3, H, W)`` input -> the binary mask
+        ``(H_ori, W_ori)`` (padding cropped, resized to the original image)."""
+        logits = F.interpolate(logits[None, None], size=inputs.shape[-2:], mode='bilinear',
                                align_corners=False)
         height, width = meta['img_shape'][:2]
         logits = logits[..., :height, :width]
         if tuple(meta['ori_shape'][:2]) != (height, width):
             logits = F.interpolate(logits, size=meta['ori_shape'][:2], mode='bilinear',
                                    align_corners=False)
-        return logits[:, 0]
+        return logits[0, 0].sigmoid() > self.test_cfg['mask_threshold']
 
     # ------------------------------------------------------------------ predict
     def predict(self, inputs: Tensor, data_samples: SampleList,
@@ -353,19 +348,23 @@ class XDecoder(OpenVocabularyMixin, BaseModel):
     def _predict_referring(self, feats, inputs, samples, rescale) -> None:
         masks, scores = self.refer(feats, [s.text for s in samples])
         for i, sample in enumerate(samples):
-            prob = self._to_image(masks[i:i + 1], inputs[i], sample.metainfo).sigmoid()
             sample.pred_instances = InstanceData(
-                masks=prob > self.test_cfg['mask_threshold'], scores=scores[i:i + 1],
-                labels=scores.new_zeros(1, dtype=torch.long))
+                masks=self.mask_to_image(masks[i], inputs[i], sample.metainfo)[None],
+                scores=scores[i:i + 1], labels=scores.new_zeros(1, dtype=torch.long))
 
     def _predict_captioning(self, feats, inputs, samples, rescale) -> None:
         for sample, text in zip(samples, self.caption(feats)):
             sample.pred_caption = text
         images = self.image_embeddings(feats)
-        for i, sample in enumerate(samples):
-            sample.pred_image_embed = images[i]
-            if sample.metainfo.get('captions'):
-                sample.pred_text_embeds = self.text_embeddings(sample.captions)
+        references = [list(s.metainfo.get('captions') or []) for s in samples]
+        # All references of the batch in one encoder pass, then split per image.
+        texts = self.text_embeddings(sum(references, [])) if any(references) else None
+        start = 0
+        for sample, image, refs in zip(samples, images, references):
+            sample.pred_image_embed = image
+            if refs:
+                sample.pred_text_embeds = texts[start:start + len(refs)]
+                start += len(refs)
 
     def tensor_outputs(self, inputs: Tensor) -> Dict[str, Tensor]:
         """``mode='tensor'``: the generic outputs of :meth:`generic_logits`."""

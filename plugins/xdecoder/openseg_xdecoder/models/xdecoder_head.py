@@ -70,12 +70,15 @@ class XDecoderHead(BaseModule):
         return torch.cat([text_embeds, text_embeds], dim=-1) / math.sqrt(2)
 
     def classify(self, object_embeds: Tensor, concept_embeds: Tensor) -> Tensor:
-        """``(B, Q, C)`` and ``(K + 1, D)`` or per image ``(B, K + 1, D)`` unit concept
-        embeddings (background last) -> ``(B, Q, K + 1)`` logits."""
-        queries = self.embed(object_embeds)
-        if concept_embeds.dim() == 2:
-            return self.scale * queries @ concept_embeds.t()
-        return self.scale * torch.einsum('bqd,bkd->bqk', queries, concept_embeds)
+        """``(B, Q, C)`` queries and ``(K + 1, D)`` unit concept embeddings (background last)
+        -> ``(B, Q, K + 1)`` logits."""
+        return self.scale * self.embed(object_embeds) @ concept_embeds.t()
+
+    def phrase_logits(self, object_embeds: Tensor, phrase_embeds: Tensor) -> Tensor:
+        """``(B, Q, C)`` queries and one unit phrase embedding per image ``(B, D)`` ->
+        ``(B, Q)`` logits of each query being the phrase (referring)."""
+        return self.scale * torch.einsum('bqd,bd->bq', self.embed(object_embeds),
+                                         phrase_embeds)
 
     def similarity(self, image_embeds: Tensor, text_embeds: Tensor) -> Tensor:
         """``(B_i, D)`` x ``(B_t, D)`` unit vectors -> ``(B_i, B_t)`` scaled logits."""
