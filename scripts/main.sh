@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
-CONFIG=configs/reference/ovseg_tiny_shapes.py
+CONFIG=openseg_core::reference/ovseg_tiny_shapes.py
 WORK_DIR=${WORK_DIR:-work_dirs/ovseg_tiny_shapes}
 DATA=data/shapes
 

@@ -232,7 +232,7 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
                              num_fcs=2, ffn_drop=0.0,
                              act_cfg=dict(type='ReLU', inplace=True)))),
             positional_encoding=dict(num_feats=feat_channels // 2, normalize=True))
-    num_points = (m.get('loss') or m.get('mask_loss')).num_points
+    num_points = m.criterion.num_points
     # mmdet's MaskFormer calls ConfigDict methods on its sub-configs.
     return MMDET_MODELS.build(ConfigDict(
         type='mmdet.Mask2Former', backbone=m.backbone,
@@ -278,10 +278,10 @@ def main():
     model = init_quietly(MODELS.build(cfg.model))
     if args.vocab_size:
         model.set_vocabulary([f'class {i}' for i in range(args.vocab_size)], [])
-    elif not model.classes:
+    elif model.vocabulary is None:
         # A config trained through VocabularyHook names no classes; use COCO's count.
         model.set_vocabulary([f'class {i}' for i in range(133)], [])
-    num_classes = len(model.classes)
+    num_classes = len(model.vocabulary)
     models = {'openseg': ModelSteps(model, args, num_classes)}
     if args.compare_mmdet:
         mmdet_model = init_quietly(mmdet_mask2former(cfg, num_classes))

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from openseg_core.engine.cli import run_tool
-from openseg_core.inference import Segmenter, draw_overlay, preprocess_images
+from openseg_core.inference import (Segmenter, draw_overlay, drawable_segments,
+                                    preprocess_images)
 from openseg_core.plugins import load_plugins
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
@@ -37,6 +38,8 @@ def parse_args():
     parser.add_argument('--text', help='phrase or sentence for language tasks')
     parser.add_argument('--beam-size', type=int, default=None, help='captioning beam')
     parser.add_argument('--topk', type=int, default=1, help='images kept by retrieval tasks')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='instance task: lowest score drawn')
     parser.add_argument('--out-dir', default='demo_out')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args()
@@ -69,22 +72,28 @@ def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def run_panoptic(args, images):
+def run_segmentation(args, images):
+    """The core's tasks: ``panoptic``, ``semantic`` or ``instance`` overlays + JSON."""
     things, stuff = args.things.split(','), args.stuff.split(',')
     if not any(s.strip() for s in things + stuff):
         raise ValueError('the vocabulary is empty: pass --things and/or --stuff, e.g. '
                          '--things "dog,cat"')
     segmenter = Segmenter(args.config, args.checkpoint, args.device)
+    names = [n.strip() for n in things if n.strip()] + [n.strip() for n in stuff if n.strip()]
     os.makedirs(args.out_dir, exist_ok=True)
     for image in images:
-        result = segmenter(image, things, stuff)
-        overlay = draw_overlay(mmcv.imread(image, channel_order='rgb'), result['panoptic'],
-                               result['segments'])
+        result = segmenter(image, things, stuff, score_thr=args.score_thr)
+        needed = dict(panoptic='panoptic', semantic='semantic', instance='instances')[args.task]
+        if needed not in result:
+            raise ValueError(f'the model of {args.config} gives no {args.task} output; enable '
+                             f'it in model.postprocessor ({args.task}_on=True)')
+        ids, segments = drawable_segments(result, args.task, names)
+        overlay = draw_overlay(mmcv.imread(image, channel_order='rgb'), ids, segments)
         png, js = (os.path.join(args.out_dir, f'{_stem(image)}.{ext}') for ext in ('png', 'json'))
         _write_atomically(png, lambda p: overlay.save(p, format='PNG'))
         _write_atomically(js, lambda p: json.dump(
-            dict(image=image, segments=result['segments']), open(p, 'w'), indent=1))
-        print(f"{len(result['segments'])} segments -> {png}, {js}")
+            dict(image=image, task=args.task, segments=segments), open(p, 'w'), indent=1))
+        print(f'{len(segments)} {args.task} segments -> {png}, {js}')
 
 
 def run_plugin_task(args, images):
@@ -126,7 +135,7 @@ def main():
     args = parse_args()
     images = _images(args.image)
     if args.task in ('panoptic', 'semantic', 'instance'):
-        run_panoptic(args, images)
+        run_segmentation(args, images)
     else:
         run_plugin_task(args, images)
 

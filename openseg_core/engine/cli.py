@@ -10,7 +10,7 @@ from typing import Optional
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
-from openseg_core.plugins import load_plugins
+from openseg_core.plugins import CONFIG_SCOPE_SEP, load_plugins
 from openseg_core.registry import SCOPE
 
 from .config_check import check_config
@@ -34,8 +34,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None) -> Config:
-    """Read a config, apply overrides, load plugins, and check every type it names."""
-    if not os.path.isfile(path):
+    """Load plugins, read a config (a file, or ``'<plugin>::<path>'`` among the plugin's
+    configs), apply overrides, and check every type it names."""
+    manager = load_plugins()
+    if CONFIG_SCOPE_SEP in path:
+        path = manager.resolve_config(path)
+    elif not os.path.isfile(path):
         raise UserError(f'config file not found: {path}')
     cfg = Config.fromfile(path)
     if cfg_options:
@@ -44,7 +48,6 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = os.path.join('work_dirs', os.path.splitext(os.path.basename(path))[0])
-    manager = load_plugins()
     check_config(cfg, manager)
     init_default_scope(cfg.get('default_scope', SCOPE))
     allow_openseg_checkpoint_types()

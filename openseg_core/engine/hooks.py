@@ -49,10 +49,12 @@ class ResumeStateHook(Hook):
     """Makes checkpoints resumable safely and exactly.
 
     Safely: the message hub is stored in a form ``torch.load(weights_only=True)`` reads (see
-    ``safe_checkpoint``). Exactly: the torch, numpy and Python RNG states are stored too, since
-    point sampling in the matcher and losses draws from torch's generator. They are put back
-    before the first resumed iteration, after mmengine has fast-forwarded the dataloader (which
-    would otherwise consume random numbers in the main process).
+    ``safe_checkpoint``). Exactly: the torch (CPU and every CUDA device), numpy and Python RNG
+    states are stored too, since point sampling in the matcher and losses draws from torch's
+    generator of the device it runs on. They are put back before the first resumed
+    iteration, after mmengine has fast-forwarded the dataloader (which would otherwise consume
+    random numbers in the main process). A checkpoint written on a GPU resumes on a CPU
+    (the CUDA states are then unused) and vice versa (the CUDA generators keep their seeds).
     """
 
     def __init__(self):
@@ -62,6 +64,8 @@ class ResumeStateHook(Hook):
         make_portable(checkpoint)
         checkpoint['rng_state'] = dict(torch=torch.get_rng_state(),
                                        numpy=np.random.get_state(), python=random.getstate())
+        if torch.cuda.is_available():
+            checkpoint['rng_state']['cuda'] = torch.cuda.get_rng_state_all()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self._pending = checkpoint.get('rng_state')
@@ -71,4 +75,7 @@ class ResumeStateHook(Hook):
             torch.set_rng_state(self._pending['torch'])
             np.random.set_state(self._pending['numpy'])
             random.setstate(self._pending['python'])
+            cuda_states = self._pending.get('cuda')
+            if cuda_states and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(cuda_states[:torch.cuda.device_count()])
             self._pending = None

@@ -1,3 +1,3 @@
-from .segmenter import Segmenter, draw_overlay, preprocess_images
+from .segmenter import Segmenter, draw_overlay, drawable_segments, preprocess_images
 
-__all__ = ['Segmenter', 'draw_overlay', 'preprocess_images']
+__all__ = ['Segmenter', 'draw_overlay', 'drawable_segments', 'preprocess_images']

@@ -35,34 +35,48 @@ class Segmenter:
                                                          'scale_factor'))])
 
     @torch.no_grad()
-    def __call__(self, image, things: Sequence[str], stuff: Sequence[str] = ()) -> dict:
+    def __call__(self, image, things: Sequence[str], stuff: Sequence[str] = (),
+                 score_thr: float = 0.3) -> dict:
         """Segment ``image`` (path or ``(H, W, 3)`` BGR array).
 
         Returns:
-            dict: ``panoptic`` ``(H, W)`` int array of segment ids (0 = none), ``segments``
-            (list of ``id``, ``label``, ``isthing``, ``area``, ``score``), ``semantic``
-            ``(H, W)`` class indices into ``things + stuff``.
+            dict at the image's size:
+
+            - ``panoptic``: ``(H, W)`` int array of segment ids (0 = none) and ``segments``
+              (list of ``id``, ``label``, ``isthing``, ``area``);
+            - ``semantic``: ``(H, W)`` class indices into ``things + stuff``;
+            - ``instances``: things scored at least ``score_thr``, best first: ``label``,
+              ``score``, ``mask`` (``(H, W)`` bool).
         """
         things = [t.strip() for t in things if t.strip()]
         stuff = [s.strip() for s in stuff if s.strip()]
-        if not things and not stuff:
-            raise ValueError('the vocabulary is empty: give at least one class name')
         self.model.set_vocabulary(things, stuff)
         batch = preprocess_images(self.model, [image], self.pipeline)
         sample = self.model.predict(batch['inputs'], batch['data_samples'])[0]
-        pan = sample.pred_panoptic_seg.sem_seg[0].cpu().numpy()
         names = things + stuff
-        segments, ids = [], np.zeros(pan.shape, np.int32)
-        for value in np.unique(pan):
-            label = int(value % INSTANCE_OFFSET)
-            if label >= len(names):
-                continue
-            region = pan == value
-            ids[region] = len(segments) + 1
-            segments.append(dict(id=len(segments) + 1, label=names[label],
-                                 isthing=label < len(things), area=int(region.sum())))
-        return dict(panoptic=ids, segments=segments,
-                    semantic=sample.pred_sem_seg.sem_seg[0].cpu().numpy())
+        result = {}
+        if 'pred_panoptic_seg' in sample:
+            pan = sample.pred_panoptic_seg.sem_seg[0].cpu().numpy()
+            segments, ids = [], np.zeros(pan.shape, np.int32)
+            for value in np.unique(pan):
+                label = int(value % INSTANCE_OFFSET)
+                if label >= len(names):
+                    continue
+                region = pan == value
+                ids[region] = len(segments) + 1
+                segments.append(dict(id=len(segments) + 1, label=names[label],
+                                     isthing=label < len(things), area=int(region.sum())))
+            result.update(panoptic=ids, segments=segments)
+        if 'pred_sem_seg' in sample:
+            result['semantic'] = sample.pred_sem_seg.sem_seg[0].cpu().numpy()
+        if 'pred_instances' in sample:
+            ins = sample.pred_instances
+            order = ins.scores.argsort(descending=True).tolist()
+            result['instances'] = [
+                dict(label=names[int(ins.labels[i])], score=round(float(ins.scores[i]), 4),
+                     mask=ins.masks[i].cpu().numpy().astype(bool))
+                for i in order if float(ins.scores[i]) >= score_thr]
+        return result
 
 
 def preprocess_images(model, images: Sequence, pipeline: Optional[Compose] = None) -> dict:
@@ -82,6 +96,41 @@ def preprocess_images(model, images: Sequence, pipeline: Optional[Compose] = Non
         inputs.append(data['inputs'])
         samples.append(data['data_samples'])
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples))
+
+
+def drawable_segments(result: dict, task: str, names: Sequence[str]):
+    """What :func:`draw_overlay` draws for ``task``: an ``(H, W)`` id map (0 = nothing) and
+    its segments (``id``, ``label``, and ``area`` / ``score``).
+
+    ``panoptic``: the panoptic segments; ``semantic``: one segment per class present;
+    ``instance``: the kept instances, a better-scored one drawn over a worse one.
+    """
+    if task == 'panoptic':
+        return result['panoptic'], result['segments']
+    if task == 'semantic':
+        semantic = result['semantic']
+        ids, segments = np.zeros(semantic.shape, np.int32), []
+        for label in np.unique(semantic):
+            if label >= len(names):
+                continue
+            region = semantic == label
+            ids[region] = len(segments) + 1
+            segments.append(dict(id=len(segments) + 1, label=names[int(label)],
+                                 area=int(region.sum())))
+        return ids, segments
+    if task == 'instance':
+        instances = result['instances']
+        ids = np.zeros(instances[0]['mask'].shape if instances else (1, 1), np.int32)
+        segments = []
+        for index in reversed(range(len(instances))):  # best last, so drawn on top
+            ids[instances[index]['mask']] = index + 1
+        for index, instance in enumerate(instances):
+            if (ids == index + 1).any():
+                segments.append(dict(id=index + 1, label=instance['label'],
+                                     score=instance['score']))
+        return ids, segments
+    raise ValueError(f'unknown segmentation task {task!r}; choose panoptic, semantic or '
+                     'instance')
 
 
 def _palette(n: int) -> List[tuple]:

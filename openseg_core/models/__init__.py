@@ -1,9 +1,11 @@
-"""openseg's generic model parts. Backbones and pixel decoders are mmdet's, used by name."""
+"""openseg's model layer: a generic layer (:mod:`.base`, :mod:`.interfaces`, text encoders,
+losses, matching) and one folder per model family (:mod:`.mask_classification`,
+:mod:`.detection`, :mod:`.language`). Backbones and pixel decoders are mmdet's, used by
+name."""
+from .base import *  # noqa: F401,F403
 from .data_preprocessors import *  # noqa: F401,F403
-from .heads import *  # noqa: F401,F403
-from .layers import *  # noqa: F401,F403
+from .language import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
-from .matchers import *  # noqa: F401,F403
-from .query_decoders import *  # noqa: F401,F403
-from .segmentors import *  # noqa: F401,F403
+from .mask_classification import *  # noqa: F401,F403
+from .task_modules import *  # noqa: F401,F403
 from .text_encoders import *  # noqa: F401,F403

@@ -8,11 +8,15 @@ variables control what is imported at all:
                              empty) no other third-party plugin is imported.
 ``OPENSEG_DISABLE_PLUGINS``  comma-separated names never imported.
 
-The core itself is loaded through the same path as the built-in plugin ``openseg``.
+The core itself is loaded through the same path as the built-in plugin ``openseg_core``. One
+name means one plugin everywhere: its entry-point name is its registry scope, the ``name`` its
+``openseg_plugin_info()`` gives, and the scope of its configs (``xdecoder::<config>``).
 """
+import difflib
 import importlib.metadata
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Optional
 
 import pluggy
@@ -23,20 +27,18 @@ from .hookspecs import PROJECT_NAME, hookimpl
 ENTRY_POINT_GROUP = 'openseg.plugins'
 ALLOW_ENV = 'OPENSEG_PLUGINS'
 DISABLE_ENV = 'OPENSEG_DISABLE_PLUGINS'
-BUILTIN_NAME = 'openseg'
+#: The core's registry scope (``openseg_core.registry.SCOPE``, not imported here: it pulls in
+#: mmdet), which is also the name of its built-in plugin.
+BUILTIN_NAME = 'openseg_core'
 #: Scopes that name libraries below openseg rather than plugins.
-LIBRARY_SCOPES = frozenset({'openseg', 'openseg_core', 'mmdet', 'mmengine', 'mmcv', 'mmpretrain',
-                            'mmseg'})
-#: First-party plugins, so that a missing one is named with its distribution.
-KNOWN_PLUGINS = {
-    'xdecoder': 'openseg-xdecoder',
-    'ape': 'openseg-ape',
-    'pixelllm': 'openseg-pixelllm',
-    'odise': 'openseg-odise',
-}
+LIBRARY_SCOPES = frozenset({'mmdet', 'mmengine', 'mmcv', 'mmpretrain', 'mmseg'})
+#: Separates a plugin's name from a config path relative to its config directories.
+CONFIG_SCOPE_SEP = '::'
+#: A source checkout keeps its first-party plugins here.
+CHECKOUT_PLUGINS = Path(__file__).resolve().parents[2] / 'plugins'
 
-__all__ = ['hookimpl', 'PluginRecord', 'PluginManager', 'PluginNotFoundError',
-           'get_plugin_manager', 'load_plugins', 'check_config_types']
+__all__ = ['hookimpl', 'PluginRecord', 'PluginManager', 'PluginNotFoundError', 'PluginNameError',
+           'get_plugin_manager', 'load_plugins', 'check_config_types', 'resolve_config']
 
 
 class PluginNotFoundError(KeyError):
@@ -44,6 +46,28 @@ class PluginNotFoundError(KeyError):
 
     def __str__(self):
         return self.args[0]
+
+
+class PluginNameError(ValueError):
+    """A plugin's entry-point name, declared name and registry scope disagree."""
+
+
+def _install_hint(scope: str) -> str:
+    """How to install the plugin named ``scope``, without a list of plugins: first-party ones
+    are distributions named ``openseg-<scope>``, in ``plugins/<scope>`` of a source checkout."""
+    source = CHECKOUT_PLUGINS / scope
+    if (source / 'pyproject.toml').is_file():
+        return f'install it with `pip install -e {source}`'
+    return (f'install the distribution that provides it (first-party plugins: '
+            f'`pip install openseg-{scope}`)')
+
+
+def _unavailable(scope: str, record: Optional['PluginRecord']) -> str:
+    """Why plugin ``scope`` cannot be used, and what to do: the end of an error line."""
+    if record is not None and not record.enabled:
+        return (f"needs plugin '{scope}', which is installed but {record.reason}; enable it "
+                f'or remove it from that variable')
+    return f"needs plugin '{scope}', which is not installed; {_install_hint(scope)}"
 
 
 @dataclass
@@ -79,14 +103,21 @@ def _scope_names(scope: str) -> Dict[str, set]:
 
 
 def _registry_snapshot() -> Dict[str, set]:
+    """Per core registry: its names, its children's as ``'<scope>.<name>'`` and each child
+    scope itself as ``'<scope>.'`` (a plugin may create one without registering into it)."""
     from openseg_core.registry import CORE_REGISTRIES
     snapshot = {}
     for attr, registry in CORE_REGISTRIES.items():
         names = set(registry._module_dict)
         for scope, child in registry._children.items():
-            names |= {f'{scope}.{name}' for name in child._module_dict}
+            names |= {f'{scope}.'} | {f'{scope}.{name}' for name in child._module_dict}
         snapshot[attr] = names
     return snapshot
+
+
+def _snapshot_scope(entry: str) -> str:
+    scope, sep, _ = entry.partition('.')
+    return scope if sep else BUILTIN_NAME
 
 
 class PluginManager:
@@ -114,8 +145,7 @@ class PluginManager:
             return self
         self._loaded = True
         from . import builtin
-        from openseg_core.registry import SCOPE
-        self._add(BUILTIN_NAME, builtin, distribution='openseg', scope=SCOPE)
+        self._add(BUILTIN_NAME, builtin, PluginRecord(BUILTIN_NAME, distribution='openseg'))
 
         allow, deny = _names_from_env(ALLOW_ENV), _names_from_env(DISABLE_ENV) or set()
         eps = self._entry_points
@@ -132,35 +162,68 @@ class PluginManager:
             if not record.enabled or ep.name in self.records:
                 self.records.setdefault(ep.name, record)
                 continue
-            self._add(ep.name, ep.load(), record=record)
+            self._add(ep.name, ep.load(), record)
         return self
 
-    def _add(self, name, module, record=None, distribution='', scope=None):
-        record = record or PluginRecord(name=name, distribution=distribution)
+    def _add(self, name: str, module, record: PluginRecord):
         self._pm.register(module, name=name)
         info = {}
         if hasattr(module, 'openseg_plugin_info'):
             info = module.openseg_plugin_info() or {}
+        origin = f' (distribution {record.distribution})' if record.distribution else ''
+        if info.get('name', name) != name:
+            raise PluginNameError(
+                f"plugin entry point '{name}'{origin} calls itself '{info['name']}' in "
+                f'openseg_plugin_info(); the entry-point name, that name and the registry scope '
+                f'must be the same: rename one of them')
         record.version = info.get('version', record.version)
         record.requires = list(info.get('requires', []))
         record.description = info.get('description', '')
         if hasattr(module, 'openseg_register_modules'):
             before = _registry_snapshot()
             module.openseg_register_modules()
-            after = _registry_snapshot()
+            added = {attr: names - before[attr] for attr, names in _registry_snapshot().items()}
+            stray = sorted({_snapshot_scope(entry) for entries in added.values()
+                            for entry in entries} - {name})
+            if stray:
+                raise PluginNameError(
+                    f"plugin entry point '{name}'{origin} registers into registry scope "
+                    f"'{stray[0]}', not its own; register with "
+                    f"openseg_core.registry.plugin_registries('{name}') or rename the entry "
+                    f'point so that its name and its registry scope are the same')
             # The diff misses what was imported before the hook ran (the core's hooks are,
-            # by the tools); the scope's own registries miss names put in other scopes.
-            own = _scope_names(scope or name)
-            record.registered = {
-                attr: sorted((after[attr] - before[attr]) | own.get(attr, set()))
-                for attr in after if (after[attr] - before[attr]) | own.get(attr, set())}
+            # by the tools), so the scope's own registries are listed too.
+            own = _scope_names(name)
+            registered = {attr: {e for e in entries if not e.endswith('.')} | own.get(attr, set())
+                          for attr, entries in added.items()}
+            record.registered = {attr: sorted(n) for attr, n in registered.items() if n}
         self.records[name] = record
 
     def enabled_scopes(self) -> set:
         return {name for name, rec in self.records.items() if rec.enabled}
 
-    def config_dirs(self) -> List[str]:
-        return [str(d) for dirs in self.hook.openseg_config_dirs() for d in dirs]
+    def config_dirs(self, name: str) -> List[Path]:
+        """The config directories of the plugin ``name`` (its ``openseg_config_dirs()``)."""
+        hook = getattr(self._pm.get_plugin(name), 'openseg_config_dirs', None)
+        return [Path(d) for d in hook()] if hook else []
+
+    def resolve_config(self, config: str) -> str:
+        """The file a ``'<plugin>::<path relative to its config directories>'`` name means."""
+        scope, _, relative = config.partition(CONFIG_SCOPE_SEP)
+        record = self.records.get(scope)
+        if record is None or not record.enabled:
+            raise PluginNotFoundError(f"config '{config}' {_unavailable(scope, record)}")
+        dirs = self.config_dirs(scope)
+        for directory in dirs:
+            if (directory / relative).is_file():
+                return str(directory / relative)
+        shipped = sorted(str(p.relative_to(d)) for d in dirs for p in d.rglob('*.py'))
+        close = difflib.get_close_matches(relative, shipped, n=1)
+        hint = (f"; did you mean '{scope}{CONFIG_SCOPE_SEP}{close[0]}'?" if close else
+                f"; its configs are in {', '.join(map(str, dirs))}" if dirs else
+                '; it ships no configs')
+        raise FileNotFoundError(f"config '{config}' not found: plugin '{scope}' has no "
+                                f'{relative}{hint}')
 
     def checkpoint_converters(self) -> dict:
         converters = {}
@@ -179,11 +242,44 @@ _MANAGER: Optional[PluginManager] = None
 
 
 def get_plugin_manager() -> PluginManager:
-    """The process-wide plugin manager, loaded on first use."""
+    """The process-wide plugin manager, loaded on first use; from then on config files may
+    name their bases ``'<plugin>::<path>'``."""
     global _MANAGER
     if _MANAGER is None:
         _MANAGER = PluginManager()
+        _resolve_plugin_scopes_in_bases()
     return _MANAGER.load()
+
+
+def resolve_config(config: str) -> str:
+    """The file of a config given as a path or as ``'<plugin>::<path>'``."""
+    if CONFIG_SCOPE_SEP in config:
+        return get_plugin_manager().resolve_config(config)
+    return config
+
+
+def _resolve_plugin_scopes_in_bases() -> None:
+    """Make mmengine resolve ``_base_ = ['<plugin>::<path>']`` through the plugin manager.
+
+    mmengine 0.10 knows only its fixed list of OpenMMLab packages there (``MODULE2PACKAGE``,
+    configs under ``<package>/.mim/configs``), and it gives every dict with a ``type`` in such
+    a base ``_scope_='<scope>'``, which would switch the build to a registry scope
+    ``xdecoder`` that mmengine tries to import as ``xdecoder.registry``. openseg's configs
+    already name plugin types by scope (``'xdecoder.Name'``), so an openseg scope resolves to
+    a file with no scope, like a relative base; other scopes stay mmengine's.
+    """
+    from mmengine.config import Config
+    from mmengine.config.utils import MODULE2PACKAGE
+    mmengine_get_cfg_path = Config._get_cfg_path
+
+    def get_cfg_path(cfg_path: str, filename: str):
+        scope, sep, _ = cfg_path.partition(CONFIG_SCOPE_SEP)
+        manager = get_plugin_manager()
+        if sep and (scope in manager.records or scope not in MODULE2PACKAGE):
+            return manager.resolve_config(cfg_path), None
+        return mmengine_get_cfg_path(cfg_path, filename)
+
+    Config._get_cfg_path = staticmethod(get_cfg_path)
 
 
 def load_plugins() -> PluginManager:
@@ -214,14 +310,5 @@ def check_config_types(cfg, manager: Optional[PluginManager] = None) -> None:
         scope, sep, _ = type_name.partition('.')
         if not sep or scope in available:
             continue
-        record = manager.records.get(scope)
-        dist = KNOWN_PLUGINS.get(scope, f'a package providing the {scope!r} plugin')
-        if record is not None and not record.enabled:
-            raise PluginNotFoundError(
-                f"config type '{type_name}' needs plugin '{scope}', which is installed but "
-                f'{record.reason}; enable it or remove it from that variable')
-        hint = (f'pip install -e plugins/{scope}' if scope in KNOWN_PLUGINS
-                else f'pip install {dist}')
         raise PluginNotFoundError(
-            f"config type '{type_name}' needs plugin '{scope}' ({dist}), which is not "
-            f'installed; install it with `{hint}`')
+            f"config type '{type_name}' {_unavailable(scope, manager.records.get(scope))}")

@@ -7,7 +7,7 @@ from .hookspecs import hookimpl
 @hookimpl
 def openseg_plugin_info():
     from openseg_core import __version__
-    return dict(name='openseg', version=__version__,
+    return dict(name='openseg_core', version=__version__,
                 description='core: reference mask-classification segmentor, data, metrics')
 
 
@@ -21,8 +21,7 @@ def openseg_register_modules():
 
 @hookimpl
 def openseg_config_dirs():
-    configs = Path(__file__).resolve().parents[2] / 'configs'
-    return [configs] if configs.is_dir() else []
+    return [Path(__file__).resolve().parents[1] / 'configs']
 
 
 @hookimpl

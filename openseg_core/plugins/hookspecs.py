@@ -17,9 +17,10 @@ def openseg_plugin_info():
     """Describe the plugin.
 
     Returns:
-        dict: ``name`` (the registry scope, e.g. ``'xdecoder'``), ``version`` (str) and
-        optionally ``requires`` (list of extra requirement strings, e.g. ``'diffusers>=0.30'``)
-        and ``description``.
+        dict: ``name`` (optional; if given, the entry-point name, which is also the registry
+        scope, e.g. ``'xdecoder'``: the manager refuses a plugin whose names differ),
+        ``version`` (str) and optionally ``requires`` (list of extra requirement strings,
+        e.g. ``'diffusers>=0.30'``) and ``description``.
     """
 
 
@@ -27,11 +28,12 @@ def openseg_plugin_info():
 def openseg_register_modules():
     """Import the plugin's modules so that their ``register_module`` decorators run.
 
-    Register into the registries returned by
-    ``openseg_core.registry.plugin_registries(<your scope>)`` so that configs name your
-    classes ``'<scope>.ClassName'``. The plugin manager records what each plugin registered
-    (``openseg plugins`` lists it) by comparing the registries before and after this call.
-    Duplicate names raise: choose names unique in your scope.
+    Register only into the registries returned by
+    ``openseg_core.registry.plugin_registries(<your entry-point name>)`` so that configs name
+    your classes ``'<name>.ClassName'``. The plugin manager compares the registries before and
+    after this call: it records what each plugin registered (``openseg plugins`` lists it) and
+    refuses a plugin that registered into, or created, any other scope. Duplicate names
+    raise: choose names unique in your scope.
     """
 
 
@@ -39,7 +41,11 @@ def openseg_register_modules():
 def openseg_config_dirs():
     """Return a list of directories holding the plugin's configs (``pathlib.Path`` or str).
 
-    ``tools/train.py`` resolves a config given as ``<scope>::<relative path>`` against them.
+    Ship them as package data inside the plugin's package, so that they exist wherever it is
+    installed. A config named ``'<plugin name>::<path relative to one of them>'`` resolves to
+    the first directory that has the file: on the tools' command line, in
+    ``openseg_core.inference.Segmenter`` and in ``_base_`` lists, e.g.
+    ``_base_ = ['openseg_core::_base_/default_runtime.py']`` for the core's bases.
     """
 
 

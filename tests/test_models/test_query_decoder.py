@@ -25,16 +25,18 @@ def _inputs(batch=2):
 def test_output_shapes_per_layer():
     mask_features, memories = _inputs()
     out = _decoder()(mask_features, memories)
-    assert len(out['query_embeds']) == len(out['mask_logits']) == 3
-    assert out['query_embeds'][-1].shape == (2, 5, C)
-    assert out['mask_logits'][-1].shape == (2, 5, 16, 16)
+    assert len(out.query_embeds) == len(out.mask_logits) == 3
+    assert out.query_embeds[-1].shape == (2, 5, C)
+    assert out.mask_logits[-1].shape == (2, 5, 16, 16)
+    assert out.extra_embeds is None
 
 
 def test_extra_queries_get_embeddings_but_no_masks():
     mask_features, memories = _inputs()
     out = _decoder()(mask_features, memories, extra_queries=torch.randn(2, 3, C))
-    assert out['query_embeds'][-1].shape == (2, 8, C)
-    assert out['mask_logits'][-1].shape == (2, 5, 16, 16)
+    assert out.query_embeds[-1].shape == (2, 5, C)
+    assert out.extra_embeds[-1].shape == (2, 3, C)
+    assert out.mask_logits[-1].shape == (2, 5, 16, 16)
 
 
 def test_self_attention_mask_is_honoured():
@@ -48,6 +50,6 @@ def test_self_attention_mask_is_honoured():
     blocked = dec(mask_features, memories, extra_queries=extra, self_attn_mask=rules)
     other_extra = dec(mask_features, memories, extra_queries=torch.randn(2, 3, C),
                       self_attn_mask=rules)
-    assert not torch.allclose(free['query_embeds'][-1][:, :5], blocked['query_embeds'][-1][:, :5])
+    assert not torch.allclose(free.query_embeds[-1], blocked.query_embeds[-1])
     # With the rule, the learned queries are independent of the extra queries' content.
-    assert torch.allclose(blocked['mask_logits'][-1], other_extra['mask_logits'][-1], atol=1e-5)
+    assert torch.allclose(blocked.mask_logits[-1], other_extra.mask_logits[-1], atol=1e-5)

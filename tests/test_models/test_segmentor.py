@@ -1,22 +1,19 @@
-"""The reference model built from the tiny config, and the interface contracts."""
+"""The reference model built from the tiny config."""
 import pytest
 import torch
 from mmengine.config import Config
-from mmdet.structures import DetDataSample
-from mmengine.structures import InstanceData, PixelData
-from mmdet.structures.mask import BitmapMasks
 
-from openseg_core.models import interfaces
-from openseg_core.plugins import load_plugins
+from openseg_core.models import OpenSegModel, Vocabulary
+from openseg_core.plugins import load_plugins, resolve_config
 from openseg_core.registry import MODELS
-
-from ..conftest import TINY_CONFIG
+from openseg_core.testing import TINY_CONFIG
+from openseg_core.testing.synthetic import synthetic_batch
 
 
 @pytest.fixture(scope='module')
 def model():
     load_plugins()
-    cfg = Config.fromfile(str(TINY_CONFIG))
+    cfg = Config.fromfile(resolve_config(TINY_CONFIG))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -24,38 +21,25 @@ def model():
     return model
 
 
-def _batch(model, n=2, size=64):
-    samples = []
-    for i in range(n):
-        masks = torch.zeros(1, size, size, dtype=torch.uint8)
-        masks[0, 10:30, 10:30] = 1
-        sem = torch.full((1, size, size), 2)
-        sem[masks.bool()] = 0
-        s = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
-                                        batch_input_shape=(size, size)))
-        s.gt_instances = InstanceData(labels=torch.tensor([0]),
-                                      bboxes=torch.tensor([[10., 10., 30., 30.]]),
-                                      masks=BitmapMasks(masks.numpy(), size, size))
-        s.gt_sem_seg = PixelData(sem_seg=sem)
-        samples.append(s)
-    return torch.randn(n, 3, size, size), samples
+def test_is_an_openseg_model_with_a_criterion(model):
+    assert isinstance(model, OpenSegModel)
+    assert model.criterion.classification == model.head.classification == 'softmax'
 
 
 def test_loss_and_backward(model):
-    inputs, samples = _batch(model)
-    losses = model.loss(inputs, samples)
+    inputs, samples = synthetic_batch('panoptic')
+    losses = model(inputs, samples, mode='loss')
     assert {'loss_cls', 'loss_mask', 'loss_dice', 'd0.loss_cls'} <= set(losses)
-    total = sum(losses.values())
-    total.backward()
+    sum(losses.values()).backward()
     assert model.query_decoder.query_feat.weight.grad is not None
     assert model.text_encoder.tower.token_embedding.weight.grad is None  # frozen
 
 
 def test_predict_gives_all_three_outputs_batched(model):
     model.eval()
-    inputs, samples = _batch(model, n=3)
+    inputs, samples = synthetic_batch('panoptic', batch=3)
     with torch.no_grad():
-        out = model.predict(inputs, samples)
+        out = model(inputs, samples, mode='predict')
     assert len(out) == 3
     for s in out:
         assert s.pred_panoptic_seg.sem_seg.shape == (1, 64, 64)
@@ -65,25 +49,32 @@ def test_predict_gives_all_three_outputs_batched(model):
 
 
 def test_vocabulary_changes_without_rebuilding(model):
-    inputs, samples = _batch(model, n=1)
+    inputs, _ = synthetic_batch('panoptic', batch=1)
     model.set_vocabulary(['a', 'b', 'c', 'd'], [])
     with torch.no_grad():
-        logits = model._forward(inputs)['cls_logits'][-1]
-    assert logits.shape[-1] == 5
-    with pytest.raises(ValueError, match='empty'):
-        model.set_vocabulary([], [])
+        logits = model(inputs, mode='tensor').cls_logits[-1]
+    assert logits.shape[-1] == 5  # four classes + "no object"
+    model.set_vocabulary(Vocabulary(('circle', 'square'), ('sky',)))
+    assert model.vocabulary.names == ('circle', 'square', 'sky')
+
+
+def test_parts_must_agree_on_the_classification_rule():
+    cfg = Config.fromfile(resolve_config(TINY_CONFIG))
+    cfg.model.head.classification = 'sigmoid'
+    with pytest.raises(ValueError, match='classification rule differs'):
+        MODELS.build(cfg.model)
+
+
+def test_sigmoid_classification_is_a_config_change():
+    cfg = Config.fromfile(resolve_config(TINY_CONFIG))
+    cfg.model.head.classification = 'sigmoid'
+    cfg.model.postprocessor.classification = 'sigmoid'
+    cfg.model.criterion.loss_cls = dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0,
+                                        alpha=0.25, loss_weight=2.0)
+    cfg.model.criterion.matcher.match_costs[0] = dict(type='FocalLossCost', weight=2.0)
+    model = MODELS.build(cfg.model)
     model.set_vocabulary(['circle', 'square'], ['sky'])
-
-
-def test_parts_satisfy_the_interfaces(model):
-    assert isinstance(model.backbone, interfaces.Backbone)
-    assert isinstance(model.text_encoder, interfaces.TextEncoder)
-    assert isinstance(model.pixel_decoder, interfaces.PixelDecoder)
-    assert isinstance(model.query_decoder, interfaces.QueryDecoder)
-    assert isinstance(model.loss_module.matcher, interfaces.Matcher)
-    assert isinstance(model.head, interfaces.Head)
-    feats = model.backbone(torch.randn(1, 3, 64, 64))
-    assert [f.shape[-1] for f in feats] == [16, 8, 4, 2]  # strides 4, 8, 16, 32
-    mask_features, memories = model.pixel_decoder(list(feats))
-    assert mask_features.shape[-2:] == (16, 16)
-    assert [m.shape[-1] for m in memories] == [2, 4, 8]
+    inputs, samples = synthetic_batch('panoptic')
+    assert model(inputs, mode='tensor').cls_logits[-1].shape[-1] == 3  # no "no object"
+    losses = model(inputs, samples, mode='loss')
+    assert all(torch.isfinite(v) for v in losses.values())

@@ -12,10 +12,31 @@ def _tiny(**kwargs):
 def test_shapes_and_token_table():
     enc = _tiny()
     out = enc(['a red circle', 'sky'])
-    assert out['token_feats'].shape == (2, 5, 32)  # the batch's longest text
-    assert out['pooled'].shape == (2, 32)
-    assert out['mask'].sum(1).tolist() == [5, 3]  # <start> words <end>
+    assert out.token_feats.shape == (2, 5, 32)  # the batch's longest text
+    assert out.pooled.shape == (2, 32)
+    assert out.lengths.tolist() == [5, 3]  # <start> words <end>
     assert enc.token_embedding_table.shape == (49408, 32)
+
+
+def test_padding_comes_from_lengths_not_from_token_id_zero():
+    """CLIP's token 0 is "!" (in "!??" it is its own token): counting non-zero ids would drop
+    it and, for the longest text, cut off the end token and the pooled feature with it."""
+    enc = _tiny()
+    texts = ['a dog!??', 'sky']
+    ids = enc.tokenize(texts)
+    assert ids[0, :6].tolist() == [enc.start_token_id, 320, 1929, 0, 2197, enc.end_token_id]
+    out = enc(texts)
+    assert out.lengths.tolist() == [6, 3]
+    assert out.token_ids.shape == (2, 6) and bool(out.mask[0].all())
+    assert out.token_ids[0, 5] == enc.end_token_id
+    torch.testing.assert_close(out.pooled, enc.tower(ids)[0])  # the end token's feature
+
+
+def test_truncated_texts_end_at_the_context_length():
+    enc = _tiny()
+    out = enc([' '.join(['word'] * 100), 'sky'])
+    assert out.lengths.tolist() == [77, 3]
+    assert out.token_ids[0, -1] == enc.end_token_id
 
 
 def test_short_sequences_give_open_clips_full_context_features():
@@ -24,9 +45,9 @@ def test_short_sequences_give_open_clips_full_context_features():
     texts = ['a red circle on the left', 'sky']
     out = enc(texts)
     pooled, tokens = enc.tower(enc.tokenize(texts))  # open_clip: all 77 positions
-    torch.testing.assert_close(out['pooled'], pooled)
-    torch.testing.assert_close(out['token_feats'], tokens[:, :out['token_feats'].shape[1]])
-    prefix = enc.encode_ids(enc.tokenize(texts)[:, :3])['token_feats']
+    torch.testing.assert_close(out.pooled, pooled)
+    torch.testing.assert_close(out.token_feats, tokens[:, :out.token_feats.shape[1]])
+    prefix = enc.encode_ids(enc.tokenize(texts)[:, :3])
     torch.testing.assert_close(prefix, tokens[:, :3])
 
 
@@ -40,6 +61,23 @@ def test_vocabulary_is_encoded_once_while_frozen(monkeypatch):
     assert calls == [6]  # 3 names x 2 templates, one pass
     assert first.shape == (3, 32) and torch.equal(first, again)
     assert torch.allclose(first.norm(dim=-1), torch.ones(3))
+
+
+def test_loading_weights_clears_the_vocabulary_cache():
+    enc = _tiny()
+    before = enc.encode_vocabulary(['circle'])
+    other = _tiny()
+    torch.nn.init.normal_(other.tower.token_embedding.weight)
+    enc.load_state_dict(other.state_dict())
+    after = enc.encode_vocabulary(['circle'])
+    torch.testing.assert_close(after, other.encode_vocabulary(['circle']))
+    assert not torch.allclose(before, after)
+
+
+def test_layer_norm_eps_reaches_every_norm():
+    enc = _tiny(layer_norm_eps=1e-12)
+    norms = [m for m in enc.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.eps == 1e-12 for m in norms)
 
 
 def test_empty_vocabulary_and_bad_template_are_errors():

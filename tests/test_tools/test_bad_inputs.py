@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from ..conftest import TINY_CONFIG, run_tool, tiny_run_options
+from openseg_core.testing import TINY_CONFIG, run_tool, tiny_run_options
 
 
 def _assert_one_line_error(result, prog, pattern):
@@ -24,15 +24,15 @@ def broken_root(shapes_root, tmp_path):
 
 def _test(root, work, *extra):
     # A checkpoint is not needed to reach the data: an absent one is reported first, so pass
-    # the config's own path as a stand-in file that exists.
-    return run_tool(['tools/test.py', TINY_CONFIG, TINY_CONFIG, '--work-dir', work,
+    # an existing file as a stand-in.
+    return run_tool(['test.py', TINY_CONFIG, root / 'shapes.json', '--work-dir', work,
                      '--cfg-options', *tiny_run_options(root), *extra])
 
 
 def test_corrupt_image(broken_root, tmp_path, full_run):
     (broken_root / 'images' / 'val' / '000002.png').write_bytes(b'not a png')
     work = tmp_path / 'work'
-    result = run_tool(['tools/test.py', TINY_CONFIG, full_run[0] / 'iter_4.pth', '--work-dir',
+    result = run_tool(['test.py', TINY_CONFIG, full_run[0] / 'iter_4.pth', '--work-dir',
                        work, '--cfg-options', *tiny_run_options(broken_root)])
     _assert_one_line_error(result, 'test.py', '000002.png')
     assert not work.exists()
@@ -41,7 +41,7 @@ def test_corrupt_image(broken_root, tmp_path, full_run):
 def test_missing_annotation_file(broken_root, tmp_path):
     (broken_root / 'annotations' / 'panoptic_train.json').unlink()
     work = tmp_path / 'work'
-    result = run_tool(['tools/train.py', TINY_CONFIG, '--work-dir', work, '--cfg-options',
+    result = run_tool(['train.py', TINY_CONFIG, '--work-dir', work, '--cfg-options',
                        *tiny_run_options(broken_root)])
     _assert_one_line_error(result, 'train.py', 'panoptic annotation file not found')
     assert not work.exists()
@@ -66,7 +66,7 @@ def test_config_typo_suggests_the_name(shapes_root, tmp_path):
 
 def test_empty_vocabulary(shapes_root, tmp_path):
     image = shapes_root / 'images' / 'val' / '000001.png'
-    result = run_tool(['tools/demo.py', image, TINY_CONFIG, TINY_CONFIG, '--things', ' , ',
+    result = run_tool(['demo.py', image, TINY_CONFIG, image, '--things', ' , ',
                        '--out-dir', tmp_path / 'out'])
     _assert_one_line_error(result, 'demo.py', 'vocabulary is empty')
     assert not (tmp_path / 'out').exists()
@@ -75,7 +75,18 @@ def test_empty_vocabulary(shapes_root, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='--amp runs on a GPU')
 def test_amp_without_a_gpu(shapes_root, tmp_path):
     work = tmp_path / 'work'
-    result = run_tool(['tools/train.py', TINY_CONFIG, '--amp', '--work-dir', work,
+    result = run_tool(['train.py', TINY_CONFIG, '--amp', '--work-dir', work,
                        '--cfg-options', *tiny_run_options(shapes_root)])
     _assert_one_line_error(result, 'train.py', '--amp needs a CUDA GPU')
     assert not work.exists()
+
+
+def test_config_names_fail_in_one_line(tmp_path):
+    result = run_tool(['train.py', 'seem::seem_tiny.py'], cwd=tmp_path)
+    _assert_one_line_error(result, 'train.py', "config 'seem::seem_tiny.py' needs plugin 'seem', "
+                           'which is not installed; install the distribution that provides it')
+    (tmp_path / 'mine.py').write_text("_base_ = ['openseg_core::reference/ovseg_tiny.py']\n")
+    result = run_tool(['train.py', 'mine.py'], cwd=tmp_path)
+    _assert_one_line_error(result, 'train.py',
+                           "did you mean 'openseg_core::reference/ovseg_tiny_shapes.py'?")
+    assert [p.name for p in tmp_path.iterdir()] == ['mine.py']

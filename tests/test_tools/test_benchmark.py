@@ -1,11 +1,11 @@
 """tools/benchmark.py times openseg and mmdet's Mask2Former of the same size in one process."""
 import re
 
-from ..conftest import TINY_CONFIG, run_tool
+from openseg_core.testing import TINY_CONFIG, run_tool
 
 
 def test_benchmark_reports_latency_memory_and_ratio_against_mmdet():
-    result = run_tool(['tools/benchmark.py', TINY_CONFIG, '--size', 64, '--iters', 2,
+    result = run_tool(['benchmark.py', TINY_CONFIG, '--size', 64, '--iters', 2,
                        '--warmup', 1, '--train', '--batch-size', 1, '--compare-mmdet'])
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout

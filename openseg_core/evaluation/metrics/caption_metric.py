@@ -77,7 +77,7 @@ class CaptionMetric(BaseMetric):
     the same set.
 
     Each data sample needs ``pred_caption`` (str, the generated caption; empty scores 0) and
-    ``captions`` (list of str, the ground-truth references, from the dataset's metainfo);
+    ``captions`` (list of str, the ground-truth references, packed by ``PackOpenSegInputs``);
     ``img_id`` is used in error messages.
     """
 
@@ -96,9 +96,9 @@ class CaptionMetric(BaseMetric):
             if isinstance(refs, str) or not refs:
                 raise ValueError(
                     f'CaptionMetric: sample img_id={img_id} has captions={refs!r}; it needs a '
-                    'non-empty list of reference captions. Add \'captions\' to the meta_keys '
-                    'of PackDetInputs in the test pipeline and use a dataset that loads them '
-                    '(e.g. CocoCaptionsDataset).')
+                    'non-empty list of reference captions. Pack the test pipeline with '
+                    'PackOpenSegInputs (it keeps the captions) and use a dataset that loads '
+                    'them (e.g. CocoCaptionsDataset).')
             self.results.append((tokenize_caption(pred), [tokenize_caption(r) for r in refs]))
 
     def compute_metrics(self, results: List[tuple]) -> dict:

@@ -6,7 +6,12 @@ from mmdet.structures import DetDataSample
 
 from openseg_core.registry import MODELS
 
+from ..interfaces import implements
 
+
+@implements('DataPreprocessor', example=dict(
+    mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
+    pad_size_divisor=32, pad_mask=True, pad_seg=True, seg_pad_value=255))
 @MODELS.register_module()
 class MultiTaskDataPreprocessor(DetDataPreprocessor):
     """``DetDataPreprocessor`` that pads masks and semantic maps sample by sample.

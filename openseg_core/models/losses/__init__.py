@@ -1,3 +1,6 @@
-from .mask_classification_loss import MaskClassificationLoss
+"""Losses of the generic layer (mmdet's CrossEntropy / Focal / Dice / L1 / GIoU losses are
+used by name)."""
+from .image_text_contrastive_loss import ImageTextContrastiveLoss
+from .token_cross_entropy_loss import TokenCrossEntropyLoss
 
-__all__ = ['MaskClassificationLoss']
+__all__ = ['ImageTextContrastiveLoss', 'TokenCrossEntropyLoss']

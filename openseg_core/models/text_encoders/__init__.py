@@ -1,3 +1,3 @@
-from .open_clip_text_encoder import OpenCLIPTextEncoder
+from .open_clip_text_encoder import OpenCLIPTextEncoder, TextEncoderOutput
 
-__all__ = ['OpenCLIPTextEncoder']
+__all__ = ['OpenCLIPTextEncoder', 'TextEncoderOutput']

@@ -1,20 +1,47 @@
 """A text encoder from open_clip: any of its architectures, weights from a local file."""
 import re
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from torch import Tensor
+from torch import Tensor, nn
 
 from openseg_core.registry import MODELS
 from openseg_core.utils.checkpoint import load_state_dict_file
 
+from ..base import FrozenPartsMixin
+from ..interfaces import implements
+
 DEFAULT_TEMPLATES = ('a photo of a {}.',)
 
 
+@dataclass
+class TextEncoderOutput:
+    """``N`` texts encoded, ``L`` = the longest text of the batch in tokens (start and end
+    tokens included)."""
+    #: ``(N, L, W)`` per-token features (after the final LayerNorm).
+    token_feats: Tensor
+    #: ``(N, D)`` the end token's feature, projected (not normalised).
+    pooled: Tensor
+    #: ``(N, L)`` token ids; positions past a text's end hold the tokenizer's padding.
+    token_ids: Tensor
+    #: ``(N, L)`` bool, True on a text's own tokens (from its length, not from token ids).
+    mask: Tensor
+
+    @property
+    def lengths(self) -> Tensor:
+        """``(N,)`` tokens per text, start and end included."""
+        return self.mask.sum(1)
+
+
+TINY_TOWER = dict(model_name='ViT-B-16', embed_dim=8, text_cfg=dict(width=16, heads=2, layers=1))
+
+
+@implements('TextEncoder', 'language.CausalTextEncoder', example=TINY_TOWER)
 @MODELS.register_module()
-class OpenCLIPTextEncoder(BaseModule):
+class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
     """CLIP's causal text transformer with the CLIP BPE tokenizer.
 
     Args:
@@ -26,13 +53,17 @@ class OpenCLIPTextEncoder(BaseModule):
         pretrained: path of a local open_clip/OpenAI CLIP checkpoint (full model or text tower);
             ``None`` keeps the random initialisation. Nothing is ever downloaded.
         templates: prompt templates for class names; several are averaged (prompt ensembling).
-        frozen: freeze the weights; then class embeddings are cached across calls.
+        frozen: freeze the weights (openseg's frozen-part convention: eval mode, no gradients,
+            out of the optimizer; loaded from ``pretrained``, the tower is left out of
+            checkpoints and reloaded from that file). Class embeddings are then cached.
+        layer_norm_eps: epsilon of every LayerNorm of the tower (open_clip's 1e-5; some
+            official checkpoints were trained with another, e.g. X-Decoder's 1e-12).
     """
 
     def __init__(self, model_name: str = 'ViT-B-16', text_cfg: Optional[dict] = None,
                  embed_dim: Optional[int] = None, pretrained: Optional[str] = None,
                  templates: Sequence[str] = DEFAULT_TEMPLATES, frozen: bool = True,
-                 init_cfg=None):
+                 layer_norm_eps: Optional[float] = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         import open_clip
         from open_clip.model import _build_text_tower
@@ -47,6 +78,10 @@ class OpenCLIPTextEncoder(BaseModule):
         self.embed_dim = embed_dim or arch['embed_dim']
         self.tower = _build_text_tower(self.embed_dim, cfg,
                                        quick_gelu=arch.get('quick_gelu', False))
+        if layer_norm_eps is not None:
+            for module in self.tower.modules():
+                if isinstance(module, nn.LayerNorm):
+                    module.eps = layer_norm_eps
         self.context_length = self.tower.context_length
         self.tokenizer = SimpleTokenizer(context_length=self.context_length)
         if not templates or any('{}' not in t for t in templates):
@@ -54,10 +89,12 @@ class OpenCLIPTextEncoder(BaseModule):
         self.templates = tuple(templates)
         self.frozen = frozen
         self._vocab_cache: Dict[tuple, Tensor] = {}
+        # Cached class embeddings were computed with the weights being replaced.
+        self.register_load_state_dict_post_hook(lambda module, keys: module._vocab_cache.clear())
         if pretrained is not None:
             self._load_pretrained(pretrained)
         if frozen:
-            self.requires_grad_(False)
+            self.freeze('tower', source=pretrained)
 
     def _load_pretrained(self, path: str) -> None:
         state = load_state_dict_file(path, what='open_clip text encoder weights')
@@ -78,8 +115,16 @@ class OpenCLIPTextEncoder(BaseModule):
         return self.tower.token_embedding.weight
 
     def tokenize(self, texts: Sequence[str]) -> Tensor:
-        """``(N, L)`` token ids (``L`` = context length), padded with 0."""
+        """``(N, L)`` token ids (``L`` = context length), padded with 0 (which is also the
+        id of "!": find a text's end with :meth:`lengths`, never by comparing to 0)."""
         return self.tokenizer(list(texts)).to(self.token_embedding_table.device)
+
+    def lengths(self, token_ids: Tensor) -> Tensor:
+        """``(N,)`` tokens per row of ``token_ids``, start and end tokens included: up to the
+        first end token (the tokenizer puts one last in a truncated text)."""
+        is_end = token_ids == self.end_token_id
+        return torch.where(is_end.any(1), is_end.int().argmax(1) + 1,
+                           torch.full_like(is_end[:, 0], token_ids.shape[1], dtype=torch.long))
 
     @property
     def start_token_id(self) -> int:
@@ -114,11 +159,11 @@ class OpenCLIPTextEncoder(BaseModule):
             pooled = pooled @ tower.text_projection
         return pooled, x
 
-    def encode_ids(self, token_ids: Tensor) -> Dict[str, Tensor]:
-        """Run the tower on ``(N, n)`` ids (no end token needed): ``token_feats (N, n,
-        D_tok)``. Causal: position ``t`` depends on the first ``t + 1`` ids only, so these are
+    def encode_ids(self, token_ids: Tensor) -> Tensor:
+        """Run the tower on ``(N, n)`` ids (no end token needed) -> ``(N, n, W)`` token
+        features. Causal: position ``t`` depends on the first ``t + 1`` ids only, so these are
         the text queries of a captioning decoder."""
-        return dict(token_feats=self._run_tower(token_ids)[1])
+        return self._run_tower(token_ids)[1]
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Ids (without start/end/padding) -> text."""
@@ -126,19 +171,15 @@ class OpenCLIPTextEncoder(BaseModule):
         # The BPE decoder puts a space before punctuation ("circle , and").
         return re.sub(r'\s+([,.!?;:])', r'\1', text)
 
-    def forward(self, texts: Sequence[str]) -> Dict[str, Tensor]:
-        """Encode ``N`` strings.
-
-        Returns:
-            dict: ``token_feats (N, L, D_tok)``, ``pooled (N, D)`` (not normalised),
-            ``token_ids (N, L)`` and ``mask (N, L)`` (True for real tokens), with ``L`` the
-            longest text of the batch in tokens (start and end included).
-        """
+    def forward(self, texts: Sequence[str]) -> TextEncoderOutput:
+        """Encode ``N`` strings (see :class:`TextEncoderOutput`)."""
         tokens = self.tokenize(texts)
-        tokens = tokens[:, :int((tokens != 0).sum(1).max())]
+        lengths = self.lengths(tokens)
+        tokens = tokens[:, :int(lengths.max())]
         pooled, token_feats = self._run_tower(tokens)
-        return dict(token_feats=token_feats, pooled=pooled, token_ids=tokens,
-                    mask=tokens != 0)
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None]
+        return TextEncoderOutput(token_feats=token_feats, pooled=pooled, token_ids=tokens,
+                                 mask=mask)
 
     def encode_vocabulary(self, class_names: Sequence[str]) -> Tensor:
         """``(K, D)`` L2-normalised class embeddings, averaged over the prompt templates.
@@ -158,7 +199,7 @@ class OpenCLIPTextEncoder(BaseModule):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             embeds = []
             for start in range(0, len(prompts), 1024):
-                embeds.append(self(prompts[start:start + 1024])['pooled'])
+                embeds.append(self(prompts[start:start + 1024]).pooled)
         embeds = F.normalize(torch.cat(embeds), dim=-1)
         embeds = F.normalize(embeds.view(len(class_names), len(self.templates), -1).mean(1),
                              dim=-1)

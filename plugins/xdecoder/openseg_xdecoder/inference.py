@@ -13,7 +13,7 @@ def _masks_at_image_size(model: XDecoder, logits, inputs, samples, indices=None)
     out = [None] * len(samples)
     indices = range(len(samples)) if indices is None else indices
     for logit, i in zip(logits, indices):
-        out[i] = model.mask_to_image(logit, inputs[i], samples[i].metainfo).cpu().numpy()
+        out[i] = model.mask_to_image(logit, inputs.shape[-2:], samples[i].metainfo).cpu().numpy()
     return out
 
 
@@ -25,14 +25,14 @@ def run_task(task: str, model, inputs, data_samples, options: dict) -> Optional[
         raise ValueError(f'task {task!r} needs a phrase: pass --text "..."')
     batch = len(data_samples)
     if task == 'captioning':
-        feats = model.extract_feats(inputs)
+        feats = model.extract_feat(inputs)
         return dict(results=[dict(caption=c) for c in model.caption(feats, beam)])
     if task == 'referring':
-        masks, scores = model.refer(model.extract_feats(inputs), [text] * batch)
+        masks, scores = model.refer(model.extract_feat(inputs), [text] * batch)
         return dict(results=[dict(score=round(float(s), 4)) for s in scores],
                     masks=_masks_at_image_size(model, masks, inputs, data_samples))
     if task == 'retrieval':
-        scores = (model.image_embeddings(model.extract_feats(inputs))
+        scores = (model.image_embeddings(model.extract_feat(inputs))
                   @ model.text_embeddings([text])[0])
         ranks = torch.argsort(torch.argsort(scores, descending=True))
         return dict(results=[dict(score=round(float(s), 4), rank=int(r) + 1)

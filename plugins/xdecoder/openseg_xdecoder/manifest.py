@@ -18,8 +18,7 @@ def openseg_register_modules():
 
 @hookimpl
 def openseg_config_dirs():
-    configs = Path(__file__).resolve().parents[1] / 'configs'
-    return [configs] if configs.is_dir() else []
+    return [Path(__file__).resolve().parent / 'configs']
 
 
 @hookimpl

@@ -1,19 +1,16 @@
-"""Every X-Decoder config loads, passes the config check and builds; the paper-scale one has
-the paper's sizes and runs a forward pass for every task."""
-from pathlib import Path
-
+"""Every X-Decoder config loads by its ``xdecoder::`` name, passes the config check and
+builds; the paper-scale one has the paper's sizes and runs a forward pass for every task."""
 import pytest
 import torch
 
 from openseg_core.engine.cli import load_config
 from openseg_core.registry import MODELS
+from openseg_core.testing import config_names
 
-CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / 'configs').glob('*.py'))
 
-
-@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: p.name)
-def test_config_builds(path):
-    model = MODELS.build(load_config(str(path)).model)
+@pytest.mark.parametrize('name', config_names('xdecoder'))
+def test_config_builds(name):
+    model = MODELS.build(load_config(name).model)
     assert type(model).__name__ == 'XDecoder'
 
 
@@ -21,7 +18,7 @@ def test_paper_scale_config_runs_one_forward_per_task():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cfg = load_config(str(next(p for p in CONFIGS if p.name == 'xdecoder_focalt_paper.py')))
+        cfg = load_config('xdecoder::xdecoder_focalt_paper.py')
         model = MODELS.build(cfg.model).eval()
         decoder = model.query_decoder
         assert decoder.num_latent == 101 and len(decoder.decoder.layers) == 9
@@ -29,13 +26,13 @@ def test_paper_scale_config_runs_one_forward_per_task():
         tower = model.text_encoder.tower
         assert len(tower.transformer.resblocks) == 12 and tower.width == 512
         assert model.text_encoder.context_length == 77
-        assert model.mask_loss.num_points == 12544
+        assert model.criterion.num_points == 12544
         model.set_vocabulary([f'class {i}' for i in range(80)], [f'stuff {i}' for i in range(53)])
         with torch.no_grad():
-            feats = model.extract_feats(torch.randn(2, 3, 128, 128))
-            out = model.generic_logits(feats)
-            assert out['cls_logits'].shape == (2, 100, 134)
-            assert out['mask_logits'].shape == (2, 100, 32, 32)
+            feats = model.extract_feat(torch.randn(2, 3, 128, 128))
+            out = model.generic_outputs(feats)
+            assert out.cls_logits[-1].shape == (2, 100, 134)
+            assert out.mask_logits[-1].shape == (2, 100, 32, 32)
             masks, scores = model.refer(feats, ['the dog', 'a cat on the left'])
             assert masks.shape == (2, 32, 32) and scores.shape == (2,)
             assert model.image_embeddings(feats).shape == (2, 1024)  # retrieval ensemble

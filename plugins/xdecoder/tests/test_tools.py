@@ -1,23 +1,21 @@
-"""X-Decoder through the command-line tools: test.py per task, demo.py tasks, the converter."""
+"""X-Decoder through the command-line tools: test.py per task (from any directory), demo.py
+tasks, the converter."""
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
 
+from openseg_core.engine.cli import load_config
 from openseg_core.registry import MODELS
-from tests.conftest import run_tool
-
-CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
+from openseg_core.testing import run_tool
 
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
     """Random weights of the tiny model, saved as a training run would."""
     torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(str(CONFIGS / 'xdecoder_tiny_shapes_generic.py')).model)
+    model = MODELS.build(load_config('xdecoder::xdecoder_tiny_shapes_generic.py').model)
     model.init_weights()
     path = tmp_path_factory.mktemp('ckpt') / 'tiny.pth'
     torch.save(dict(state_dict=model.state_dict(), meta={}), path)
@@ -32,18 +30,33 @@ def _loader_options(root):
     return opts
 
 
-def test_test_tool_evaluates_referring(checkpoint, shapes_root, tmp_path):
-    result = run_tool(['tools/test.py', CONFIGS / 'xdecoder_tiny_shapes_referring.py',
-                       checkpoint, '--work-dir', tmp_path, '--cfg-options',
-                       *_loader_options(shapes_root)])
+def test_test_tool_evaluates_referring_from_an_empty_directory(checkpoint, shapes_root,
+                                                               tmp_path):
+    # As after `pip install`: the config, its bases in the core and the tool's defaults
+    # owe nothing to the working directory.
+    result = run_tool(['test.py', 'xdecoder::xdecoder_tiny_shapes_referring.py', checkpoint,
+                       '--cfg-options', *_loader_options(shapes_root)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'refer/cIoU' in result.stdout + result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ['work_dirs']
+    assert (tmp_path / 'work_dirs' / 'xdecoder_tiny_shapes_referring').is_dir()
+
+
+def test_disabled_plugin_config_fails_in_one_line(checkpoint, tmp_path):
+    result = run_tool(['test.py', 'xdecoder::xdecoder_tiny_shapes_referring.py', checkpoint],
+                      cwd=tmp_path, OPENSEG_DISABLE_PLUGINS='xdecoder')
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "test.py: error: config 'xdecoder::xdecoder_tiny_shapes_referring.py' needs plugin "
+        "'xdecoder', which is installed but disabled by OPENSEG_DISABLE_PLUGINS; enable it or "
+        'remove it from that variable')
+    assert not any(tmp_path.iterdir())
 
 
 def test_test_tool_evaluates_captioning_and_retrieval(checkpoint, shapes_root, tmp_path):
-    result = run_tool(['tools/test.py', CONFIGS / 'xdecoder_tiny_shapes_captioning.py',
-                       checkpoint, '--work-dir', tmp_path, '--cfg-options',
-                       *_loader_options(shapes_root), 'model.test_cfg.max_caption_len=4'])
+    result = run_tool(['test.py', 'xdecoder::xdecoder_tiny_shapes_captioning.py', checkpoint,
+                       '--work-dir', tmp_path, '--cfg-options', *_loader_options(shapes_root),
+                       'model.test_cfg.max_caption_len=4'])
     assert result.returncode == 0, result.stderr[-2000:]
     log = result.stdout + result.stderr
     for key in ('caption/BLEU-4', 'caption/CIDEr', 'retrieval/t2i_R@1', 'retrieval/i2t_R@10'):
@@ -55,9 +68,9 @@ def test_demo_runs_language_tasks_on_a_batch(checkpoint, shapes_root, tmp_path):
     images.mkdir()
     for name in sorted((shapes_root / 'images' / 'val').iterdir())[:2]:
         (images / name.name).write_bytes(name.read_bytes())
-    config = CONFIGS / 'xdecoder_tiny_shapes_generic.py'
+    config = 'xdecoder::xdecoder_tiny_shapes_generic.py'
     out = tmp_path / 'out'
-    result = run_tool(['tools/demo.py', images, config, checkpoint, '--task',
+    result = run_tool(['demo.py', images, config, checkpoint, '--task',
                        'referring_captioning', '--text', 'the red square', '--beam-size', '1',
                        '--out-dir', out])
     assert result.returncode == 0, result.stderr[-2000:]
@@ -65,14 +78,14 @@ def test_demo_runs_language_tasks_on_a_batch(checkpoint, shapes_root, tmp_path):
     assert len(report['images']) == 2 and all('caption' in r for r in report['images'])
     assert len(list(out.glob('*_referring_captioning.png'))) == 2
 
-    result = run_tool(['tools/demo.py', images, config, checkpoint, '--task', 'referring',
+    result = run_tool(['demo.py', images, config, checkpoint, '--task', 'referring',
                        '--out-dir', tmp_path / 'none'])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "demo.py: error: task 'referring' needs a phrase: pass --text \"...\"")
     assert not (tmp_path / 'none').exists()
 
-    result = run_tool(['tools/demo.py', images, config, checkpoint, '--task', 'vqa'])
+    result = run_tool(['demo.py', images, config, checkpoint, '--task', 'vqa'])
     assert result.returncode == 2 and 'unknown task' in result.stderr
 
 
@@ -81,7 +94,7 @@ def test_convert_checkpoint_tool(tmp_path):
                 'sem_seg_head.predictor.caping_embed': torch.randn(8, 8)}
     src, dst = tmp_path / 'official.pt', tmp_path / 'out' / 'openseg.pth'
     torch.save(official, src)
-    result = run_tool(['tools/convert_checkpoint.py', 'xdecoder_official', src, dst])
+    result = run_tool(['convert_checkpoint.py', 'xdecoder_official', src, dst])
     assert result.returncode == 0, result.stderr
     state = torch.load(dst, weights_only=True)['state_dict']
     assert set(state) == {'query_decoder.query_feat.weight',
@@ -91,14 +104,14 @@ def test_convert_checkpoint_tool(tmp_path):
 
     bad = tmp_path / 'notes.pt'
     bad.write_text('not a checkpoint')
-    result = run_tool(['tools/convert_checkpoint.py', 'xdecoder_official', bad,
+    result = run_tool(['convert_checkpoint.py', 'xdecoder_official', bad,
                        tmp_path / 'bad.pth'])
     assert result.returncode == 2 and 'not a tensor checkpoint' in result.stderr
     assert not (tmp_path / 'bad.pth').exists()
 
 
 def test_benchmark_against_mmdet_and_over_vocabulary_sizes():
-    result = run_tool(['tools/benchmark.py', CONFIGS / 'xdecoder_tiny_shapes_generic.py',
+    result = run_tool(['benchmark.py', 'xdecoder::xdecoder_tiny_shapes_generic.py',
                        '--size', 64, '--iters', 2, '--warmup', 1, '--compare-mmdet',
                        '--vocab-sweep', 10, 100])
     assert result.returncode == 0, result.stderr[-3000:]

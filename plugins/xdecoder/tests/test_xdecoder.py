@@ -1,20 +1,19 @@
 """The X-Decoder model: mixed-task losses, batched prediction for every task, Fig. 4 effects."""
-from pathlib import Path
-
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
+from openseg_core.plugins import resolve_config
 from openseg_core.registry import DATASETS, MODELS
+from openseg_core.structures import OpenSegDataSample
 
-CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 THINGS = ('circle', 'square', 'triangle', 'cross')
 STUFF = ('sky', 'grass', 'water', 'sand')
 
 
 def _dataset(name, split, root):
-    cfg = Config.fromfile(str(CONFIGS / f'xdecoder_tiny_shapes_{name}.py'))
+    cfg = Config.fromfile(resolve_config(f'xdecoder::xdecoder_tiny_shapes_{name}.py'))
     loader = cfg.train_dataloader if split == 'train' else cfg.val_dataloader
     dataset = loader.dataset
     dataset.data_root = f'{root}/'
@@ -27,7 +26,7 @@ def _dataset(name, split, root):
 @pytest.fixture(scope='module')
 def model():
     torch.manual_seed(0)
-    cfg = Config.fromfile(str(CONFIGS / 'xdecoder_tiny_shapes_generic.py'))
+    cfg = Config.fromfile(resolve_config('xdecoder::xdecoder_tiny_shapes_generic.py'))
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.set_vocabulary(THINGS, STUFF)
@@ -41,7 +40,7 @@ def datasets(shapes_root):
 
 
 def _token_feats(model, ids):
-    return model.text_encoder.encode_ids(ids)['token_feats']
+    return model.text_encoder.encode_ids(ids)
 
 
 def _batch(model, datasets, split, per_task=2, training=True):
@@ -90,25 +89,25 @@ def test_caption_text_does_not_change_latent_outputs(model, datasets):
     """Fig. 4: under captioning, latent queries do not attend text; under referring, the
     object queries do, and the global query never does."""
     model.eval()
-    feats = model.extract_feats(_batch(model, datasets, 'val', 1, False)['inputs'][:1])
+    feats = model.extract_feat(_batch(model, datasets, 'val', 1, False)['inputs'][:1])
     text_a = _token_feats(model, torch.tensor([[49406, 320, 736]]))
     text_b = _token_feats(model, torch.tensor([[49406, 1746, 3999]]))
     cap_a = model.query_decoder(feats.mask_features, feats.memories, task='captioning', text_queries=text_a)
     cap_b = model.query_decoder(feats.mask_features, feats.memories, task='captioning', text_queries=text_b)
     retrieval = model.query_decoder(feats.mask_features, feats.memories, task='retrieval')
-    torch.testing.assert_close(cap_a['object_embeds'][-1], cap_b['object_embeds'][-1])
-    torch.testing.assert_close(cap_a['global_embeds'][-1], retrieval['global_embeds'][-1])
-    assert not torch.allclose(cap_a['text_embeds'][-1], cap_b['text_embeds'][-1])
+    torch.testing.assert_close(cap_a.query_embeds[-1], cap_b.query_embeds[-1])
+    torch.testing.assert_close(cap_a.global_embeds[-1], retrieval.global_embeds[-1])
+    assert not torch.allclose(cap_a.text_embeds[-1], cap_b.text_embeds[-1])
     ref_a = model.query_decoder(feats.mask_features, feats.memories, task='referring', text_queries=text_a)
     ref_b = model.query_decoder(feats.mask_features, feats.memories, task='referring', text_queries=text_b)
-    assert not torch.allclose(ref_a['object_embeds'][-1], ref_b['object_embeds'][-1])
-    torch.testing.assert_close(ref_a['global_embeds'][-1], retrieval['global_embeds'][-1])
+    assert not torch.allclose(ref_a.query_embeds[-1], ref_b.query_embeds[-1])
+    torch.testing.assert_close(ref_a.global_embeds[-1], retrieval.global_embeds[-1])
 
 
 @torch.no_grad()
 def test_region_restricts_what_caption_queries_see(model, datasets):
     model.eval()
-    feats = model.extract_feats(_batch(model, datasets, 'val', 1, False)['inputs'][:1])
+    feats = model.extract_feat(_batch(model, datasets, 'val', 1, False)['inputs'][:1])
     text = _token_feats(model, torch.tensor([[49406, 320]]))
     h, w = feats.mask_features.shape[-2:]
     corner = torch.zeros(1, h, w)
@@ -118,9 +117,9 @@ def test_region_restricts_what_caption_queries_see(model, datasets):
                                  text_region=corner)
     everywhere = model.query_decoder(feats.mask_features, feats.memories, task='captioning', text_queries=text,
                                      text_region=torch.ones(1, h, w))
-    assert not torch.allclose(full['text_embeds'][-1], inside['text_embeds'][-1])
-    torch.testing.assert_close(full['text_embeds'][-1], everywhere['text_embeds'][-1])
-    torch.testing.assert_close(full['object_embeds'][-1], inside['object_embeds'][-1])
+    assert not torch.allclose(full.text_embeds[-1], inside.text_embeds[-1])
+    torch.testing.assert_close(full.text_embeds[-1], everywhere.text_embeds[-1])
+    torch.testing.assert_close(full.query_embeds[-1], inside.query_embeds[-1])
 
 
 @torch.no_grad()
@@ -128,7 +127,7 @@ def test_captioning_greedy_beam_and_task_compositions(model, datasets):
     model.eval()
     model.test_cfg['max_caption_len'] = 6
     inputs = _batch(model, datasets, 'val', 2, False)['inputs'][-2:]
-    feats = model.extract_feats(inputs)
+    feats = model.extract_feat(inputs)
     greedy = model.caption(feats, beam_size=1)
     beams = model.caption(feats, beam_size=5)
     assert len(greedy) == len(beams) == 2 and all(isinstance(c, str) for c in beams)
@@ -142,6 +141,7 @@ def test_captioning_greedy_beam_and_task_compositions(model, datasets):
 def test_background_is_reserved_and_bad_tasks_are_named(model):
     with pytest.raises(ValueError, match='no object'):
         model.set_vocabulary(['background', 'dog'])
-    from mmdet.structures import DetDataSample
-    with pytest.raises(ValueError, match='X-Decoder data tasks'):
-        model._group([DetDataSample(metainfo=dict(task='vqa'))])
+    sample = OpenSegDataSample()
+    sample.task = 'vqa'
+    with pytest.raises(ValueError, match="task 'vqa'; this X-Decoder has tasks"):
+        model._group([sample])

@@ -1,4 +1,6 @@
 """The example plugin's manifest: its hook implementations."""
+from pathlib import Path
+
 from openseg_core.plugins import hookimpl
 
 
@@ -10,3 +12,8 @@ def openseg_plugin_info():
 @hookimpl
 def openseg_register_modules():
     from . import heads  # noqa: F401  (registers example.ScaledHead)
+
+
+@hookimpl
+def openseg_config_dirs():
+    return [Path(__file__).resolve().parent / 'configs']

@@ -305,7 +305,7 @@ def is_official(state: Dict[str, Tensor]) -> bool:
 
 def convert_official(state: Dict[str, Tensor], strict: bool = True) -> Dict[str, Tensor]:
     """A whole official X-Decoder checkpoint -> the state dict of openseg's :class:`XDecoder`
-    built from ``configs/xdecoder_focalt_paper.py``.
+    built from ``xdecoder::xdecoder_focalt_paper.py``.
 
     ``backbone_proj`` (the retrieval ensemble) goes to ``head.backbone_proj``.
     """

@@ -34,6 +34,7 @@ from timm.layers import LayerNorm2d, calculate_drop_path_rates
 from timm.models.focalnet import Downsample, FocalNetBlock, FocalNetStage
 from torch import Tensor, nn
 
+from openseg_core.models.interfaces import implements
 from openseg_xdecoder.registry import MODELS
 
 
@@ -89,6 +90,8 @@ class FocalNetDWStage(FocalNetStage):
             for i in range(depth)])
 
 
+@implements('Backbone', example=dict(embed_dim=16, depths=(1, 1, 1, 1)),
+            inputs=dict(strides=(4, 8, 16, 32), channels=(16, 32, 64, 128)))
 @MODELS.register_module()
 class FocalNet(BaseModule):
     """FocalNet (X-Decoder's ``D2FocalNet``) returning four normalised feature maps.

@@ -25,9 +25,15 @@ from mmdet.models.layers import TransformerEncoderPixelDecoder
 from mmengine.model import caffe2_xavier_init
 from torch import Tensor, nn
 
+from openseg_core.models.interfaces import implements
 from openseg_xdecoder.registry import MODELS
 
 
+@implements('mask_classification.PixelDecoder',
+            example=dict(in_channels=(16, 32, 64, 128), feat_channels=32, out_channels=32,
+                         num_encoder_layers=1, num_heads=2, feedforward_channels=64,
+                         norm_cfg=dict(type='GN', num_groups=8)),
+            inputs=dict(in_channels=(16, 32, 64, 128), channels=32))
 @MODELS.register_module()
 class TransformerEncoderFPN(TransformerEncoderPixelDecoder):
     """mmdet's ``TransformerEncoderPixelDecoder`` returning ``(mask_features, memories)``.

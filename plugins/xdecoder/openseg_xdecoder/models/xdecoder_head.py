@@ -7,17 +7,23 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from openseg_core.models.interfaces import implements
+
 from ..registry import MODELS
 
 
+@implements('mask_classification.ClassificationHead',
+            example=dict(embed_dims=16, proj_dims=8, token_dims=8),
+            inputs=dict(channels=16, embed_dim=8))
 @MODELS.register_module()
 class XDecoderHead(BaseModule):
     """Projects decoder outputs into the text encoder's spaces.
 
     Unlike the core's ``TextClassifierHead`` there is no learned "no object" vector: as in the
     paper, "background" is one more concept encoded by the text encoder, so the last column of
-    :meth:`classify` is its similarity. The projections are bare matrices, as in the official
-    checkpoint (``class_embed``, ``caping_embed``), so its weights load unchanged.
+    :meth:`forward` is its similarity (softmax classification whose "no object" column the
+    model supplies: ``appends_no_object`` is False). The projections are bare matrices, as in
+    the official checkpoint (``class_embed``, ``caping_embed``), so its weights load unchanged.
 
     Args:
         embed_dims: decoder width ``C``.
@@ -29,6 +35,9 @@ class XDecoderHead(BaseModule):
             (``backbone_proj``) into the text space too and retrieval scores average the two
             embeddings' similarities (the official ``RETRIEVAL.ENSEMBLE``).
     """
+
+    classification = 'softmax'
+    appends_no_object = False
 
     def __init__(self, embed_dims: int, proj_dims: int, token_dims: int,
                  init_temperature: float = 0.07, max_logit_scale: float = 100.0,
@@ -69,9 +78,9 @@ class XDecoderHead(BaseModule):
             return text_embeds
         return torch.cat([text_embeds, text_embeds], dim=-1) / math.sqrt(2)
 
-    def classify(self, object_embeds: Tensor, concept_embeds: Tensor) -> Tensor:
-        """``(B, Q, C)`` queries and ``(K + 1, D)`` unit concept embeddings (background last)
-        -> ``(B, Q, K + 1)`` logits."""
+    def forward(self, object_embeds: Tensor, concept_embeds: Tensor) -> Tensor:
+        """``(B, Q, C)`` queries and ``(K', D)`` unit concept embeddings (the model passes
+        the vocabulary and "background" last) -> ``(B, Q, K')`` logits."""
         return self.scale * self.embed(object_embeds) @ concept_embeds.t()
 
     def phrase_logits(self, object_embeds: Tensor, phrase_embeds: Tensor) -> Tensor:

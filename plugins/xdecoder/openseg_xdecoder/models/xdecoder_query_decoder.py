@@ -1,15 +1,32 @@
 """X-Decoder's decoder: latent queries (object + one global) and text queries."""
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import List, Optional
 
 import torch
 from torch import Tensor, nn
 
-from openseg_core.models.query_decoders import MaskedAttentionQueryDecoder
+from openseg_core.models.interfaces import implements
+from openseg_core.models.mask_classification import (MaskedAttentionQueryDecoder,
+                                                      QueryDecoderOutput)
+from openseg_core.models.mask_classification.query_decoder import TINY_DECODER
 
 from ..registry import MODELS
 from .attention_masks import self_attention_mask
 
 
+@dataclass
+class XDecoderOutput(QueryDecoderOutput):
+    """The core decoder's output (``query_embeds`` / ``mask_logits`` of the ``m - 1`` object
+    queries), plus per prediction the global query's ``(B, C)`` and the text queries'
+    ``(B, n, C)`` outputs (``n = 0`` without text)."""
+    global_embeds: List[Tensor] = None
+    text_embeds: List[Tensor] = None
+
+
+@implements('mask_classification.QueryDecoder',
+            example=dict(num_queries=6, text_dims=16, embed_dims=16, memory_channels=16,
+                         transformer_decoder=TINY_DECODER),
+            inputs=dict(channels=16))
 @MODELS.register_module()
 class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
     """The core's masked-attention decoder with X-Decoder's query sets and Fig. 4 rules.
@@ -42,7 +59,7 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
 
     def forward(self, mask_features: Tensor, memories: List[Tensor], task: str = 'generic',
                 text_queries: Optional[Tensor] = None, text_padding: Optional[Tensor] = None,
-                text_region: Optional[Tensor] = None) -> Dict[str, List[Tensor]]:
+                text_region: Optional[Tensor] = None) -> XDecoderOutput:
         """Decode for one task.
 
         Args:
@@ -56,9 +73,7 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
                 (referring captioning).
 
         Returns:
-            dict of per-layer lists (``num_layers + 1`` entries): ``object_embeds (B, m-1, C)``,
-            ``global_embeds (B, C)``, ``text_embeds (B, n, C)`` and
-            ``mask_logits (B, m-1, H/4, W/4)``.
+            :class:`XDecoderOutput` with ``num_layers + 1`` predictions.
         """
         batch = mask_features.shape[0]
         extra = self.global_query_feat.weight[None].expand(batch, -1, -1)
@@ -78,12 +93,10 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
                                         device=mask_features.device)
         attn_mask = (attn_mask[0] if attn_mask.shape[0] == 1
                      else attn_mask.repeat_interleave(self.num_heads, dim=0))
-        outputs = super().forward(mask_features, memories, extra_queries=extra,
-                                  self_attn_mask=attn_mask, extra_query_pos=extra_pos,
-                                  extra_region=text_region)
-        objects = self.num_latent - 1
-        embeds = outputs['query_embeds']
-        return dict(object_embeds=[q[:, :objects] for q in embeds],
-                    global_embeds=[q[:, objects] for q in embeds],
-                    text_embeds=[q[:, objects + 1:] for q in embeds],
-                    mask_logits=outputs['mask_logits'])
+        out = super().forward(mask_features, memories, extra_queries=extra,
+                              self_attn_mask=attn_mask, extra_query_pos=extra_pos,
+                              extra_region=text_region)
+        return XDecoderOutput(query_embeds=out.query_embeds, mask_logits=out.mask_logits,
+                              extra_embeds=out.extra_embeds,
+                              global_embeds=[q[:, 0] for q in out.extra_embeds],
+                              text_embeds=[q[:, 1:] for q in out.extra_embeds])

@@ -1,3 +1,0 @@
-from .text_classifier_head import TextClassifierHead
-
-__all__ = ['TextClassifierHead']

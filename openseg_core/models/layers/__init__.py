@@ -1,3 +1,0 @@
-from .mask_postprocessor import MaskPostProcessor
-
-__all__ = ['MaskPostProcessor']

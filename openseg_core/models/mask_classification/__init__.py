@@ -1,0 +1,13 @@
+"""The mask-classification family (Mask2Former-style): pixel decoder -> query decoder ->
+class and mask logits per query. See :mod:`.contracts` for the shapes its parts exchange."""
+from .classifier_head import CLASSIFICATIONS, TextClassifierHead
+from .criterion import MaskClassificationCriterion, MaskClassificationOutput
+from .postprocessor import MaskPostProcessor
+from .query_decoder import MaskedAttentionQueryDecoder, QueryDecoderOutput
+from .segmentor import OpenVocabMaskSegmentor, check_classification
+from .targets import panoptic_targets
+
+__all__ = ['CLASSIFICATIONS', 'TextClassifierHead', 'MaskClassificationCriterion',
+           'MaskClassificationOutput', 'MaskPostProcessor', 'MaskedAttentionQueryDecoder',
+           'QueryDecoderOutput', 'OpenVocabMaskSegmentor', 'check_classification',
+           'panoptic_targets']

@@ -1,0 +1,169 @@
+"""Turns mask-classification outputs into panoptic, semantic and instance predictions."""
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmdet.evaluation.functional import INSTANCE_OFFSET
+from mmdet.structures.mask import mask2bbox
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData, PixelData
+from torch import Tensor
+
+from openseg_core.registry import MODELS
+
+from ..base import Vocabulary
+from ..interfaces import implements
+from .classifier_head import CLASSIFICATIONS
+
+
+@implements('mask_classification.PostProcessor', example=dict())
+@implements('mask_classification.PostProcessor', example=dict(classification='sigmoid'))
+@MODELS.register_module()
+class MaskPostProcessor(BaseModule):
+    """Panoptic, semantic and instance outputs of a mask classifier, for any vocabulary.
+
+    The panoptic and instance rules are mmdet's ``MaskFormerFusionHead`` (identical results
+    for softmax logits); openseg has its own because mmdet's hard-codes softmax with a "no
+    object" column and fixes the thing/stuff split at construction, has no semantic output,
+    and an open-vocabulary model gets its vocabulary per call.
+
+    With ``classification='softmax'`` the last logit column is "no object" and a query's
+    class is its softmax argmax; with ``'sigmoid'`` each class has its own probability and a
+    query's class is the most probable one (no "no object" column; ``object_mask_thr`` alone
+    drops queries).
+
+    Args:
+        panoptic_on, semantic_on, instance_on: which outputs to produce.
+        object_mask_thr, iou_thr, max_per_image, filter_low_score: mmdet's ``test_cfg`` keys.
+        classification: ``'softmax'`` or ``'sigmoid'``, as the model's head.
+    """
+
+    def __init__(self, panoptic_on: bool = True, semantic_on: bool = True,
+                 instance_on: bool = True, object_mask_thr: float = 0.8,
+                 iou_thr: float = 0.8, max_per_image: int = 100,
+                 filter_low_score: bool = True, classification: str = 'softmax',
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if classification not in CLASSIFICATIONS:
+            raise ValueError(f'classification must be one of {CLASSIFICATIONS}, '
+                             f'not {classification!r}')
+        self.panoptic_on, self.semantic_on, self.instance_on = (panoptic_on, semantic_on,
+                                                                instance_on)
+        self.object_mask_thr = object_mask_thr
+        self.iou_thr = iou_thr
+        self.max_per_image = max_per_image
+        self.filter_low_score = filter_low_score
+        self.classification = classification
+
+    def class_probs(self, cls_logits: Tensor) -> Tensor:
+        """``(Q, K')`` logits -> ``(Q, K)`` class probabilities (no "no object")."""
+        if self.classification == 'softmax':
+            return F.softmax(cls_logits, dim=-1)[:, :-1]
+        return cls_logits.sigmoid()
+
+    def query_classes(self, cls_logits: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(Q, K')`` logits -> per query ``(score, label)``, label ``K`` = no object."""
+        if self.classification == 'softmax':
+            return F.softmax(cls_logits, dim=-1).max(-1)
+        return cls_logits.sigmoid().max(-1)
+
+    def panoptic(self, cls_logits: Tensor, mask_logits: Tensor,
+                 vocabulary: Vocabulary) -> PixelData:
+        """``(Q, K')`` and ``(Q, H, W)`` -> ``(1, H, W)`` ids ``label + instance *
+        INSTANCE_OFFSET`` (``K`` where nothing is kept)."""
+        num_classes = len(vocabulary)
+        scores, labels = self.query_classes(cls_logits)
+        masks = mask_logits.sigmoid()
+        keep = labels.ne(num_classes) & (scores > self.object_mask_thr)
+        cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], masks[keep]
+        panoptic = torch.full(masks.shape[-2:], num_classes, dtype=torch.int32,
+                              device=masks.device)
+        if cur_masks.shape[0]:
+            owner = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
+            instance_id = 1
+            for k in range(cur_classes.shape[0]):
+                label = int(cur_classes[k])
+                region = owner == k
+                area = region.sum().item()
+                original_area = (cur_masks[k] >= 0.5).sum().item()
+                if self.filter_low_score:
+                    region = region & (cur_masks[k] >= 0.5)
+                if area > 0 and original_area > 0:
+                    if area / original_area < self.iou_thr:
+                        continue
+                    if vocabulary.is_thing(label):
+                        panoptic[region] = label + instance_id * INSTANCE_OFFSET
+                        instance_id += 1
+                    else:
+                        # Stuff regions of one class merge and share instance id 0.
+                        panoptic[region] = label
+        return PixelData(sem_seg=panoptic[None])
+
+    def semantic(self, cls_logits: Tensor, mask_logits: Tensor) -> PixelData:
+        """``(Q, K')`` and ``(Q, H, W)`` -> ``(1, H, W)`` class map: the argmax over classes
+        of ``sum_q p(class | q) * mask_q``."""
+        probs = torch.einsum('qk,qhw->khw', self.class_probs(cls_logits), mask_logits.sigmoid())
+        return PixelData(sem_seg=probs.argmax(0, keepdim=True))
+
+    def instance(self, cls_logits: Tensor, mask_logits: Tensor,
+                 vocabulary: Vocabulary) -> InstanceData:
+        """The ``max_per_image`` best (query, thing class) pairs: ``masks (N, H, W)`` bool,
+        ``bboxes (N, 4)``, ``labels (N,)``, ``scores (N,)`` = class probability x mean mask
+        probability inside the mask."""
+        probs = self.class_probs(cls_logits)
+        num_queries, num_classes = probs.shape
+        labels = torch.arange(num_classes, device=probs.device).repeat(num_queries)
+        # Fewer (query, class) pairs than max_per_image with a small vocabulary.
+        scores, top = probs.flatten().topk(min(self.max_per_image, probs.numel()),
+                                           sorted=False)
+        labels = labels[top]
+        masks = mask_logits[top // num_classes]
+        is_thing = labels < vocabulary.num_things
+        scores, labels, masks = scores[is_thing], labels[is_thing], masks[is_thing]
+        binary = (masks > 0).float()
+        mask_scores = (masks.sigmoid() * binary).flatten(1).sum(1) / (
+            binary.flatten(1).sum(1) + 1e-6)
+        binary = binary.bool()
+        return InstanceData(bboxes=mask2bbox(binary), labels=labels,
+                            scores=scores * mask_scores, masks=binary)
+
+    def predict(self, cls_logits: Tensor, mask_logits: Tensor, batch_img_metas: List[dict],
+                vocabulary: Vocabulary, rescale: bool = True) -> List[dict]:
+        """Post-process a batch.
+
+        Args:
+            cls_logits: ``(B, Q, K')`` logits (``K' = K + 1`` for softmax).
+            mask_logits: ``(B, Q, h, w)`` logits at any resolution of the padded batch
+                (upsampled to ``batch_input_shape``).
+            batch_img_metas: with ``batch_input_shape``, ``img_shape`` (and ``ori_shape``
+                when ``rescale``).
+            vocabulary: the classes of the logits, things first.
+
+        Returns:
+            per image, a dict of the enabled ``pred_panoptic_seg`` / ``pred_sem_seg``
+            (``PixelData``) and ``pred_instances`` (``InstanceData``), at the original size
+            when ``rescale``.
+        """
+        expected = len(vocabulary) + (self.classification == 'softmax')
+        if cls_logits.shape[-1] != expected:
+            raise ValueError(f'{cls_logits.shape[-1]} class logits for a vocabulary of '
+                             f'{len(vocabulary)} with {self.classification} classification '
+                             f'(expected {expected})')
+        mask_logits = F.interpolate(mask_logits, size=batch_img_metas[0]['batch_input_shape'],
+                                    mode='bilinear', align_corners=False)
+        results = []
+        for cls_l, mask_l, meta in zip(cls_logits, mask_logits, batch_img_metas):
+            height, width = meta['img_shape'][:2]
+            mask_l = mask_l[:, :height, :width]
+            if rescale and tuple(meta['ori_shape'][:2]) != (height, width):
+                mask_l = F.interpolate(mask_l[:, None], size=meta['ori_shape'][:2],
+                                       mode='bilinear', align_corners=False)[:, 0]
+            result = {}
+            if self.panoptic_on:
+                result['pred_panoptic_seg'] = self.panoptic(cls_l, mask_l, vocabulary)
+            if self.semantic_on:
+                result['pred_sem_seg'] = self.semantic(cls_l, mask_l)
+            if self.instance_on:
+                result['pred_instances'] = self.instance(cls_l, mask_l, vocabulary)
+            results.append(result)
+        return results

@@ -1,0 +1,185 @@
+"""Mask2Former's masked-attention query decoder, with attention rules as inputs."""
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import Conv2d
+from mmdet.models.layers import Mask2FormerTransformerDecoder, SinePositionalEncoding
+from mmengine.model import BaseModule, caffe2_xavier_init
+from torch import Tensor, nn
+
+from openseg_core.registry import MODELS
+
+from ..interfaces import implements
+
+
+@dataclass
+class QueryDecoderOutput:
+    """What a mask-classification query decoder returns, per prediction: ``L + 1`` entries,
+    the learned queries' own prediction first, then one per decoder layer.
+
+    A decoder with more query sets subclasses this and adds fields (X-Decoder adds the
+    global and text queries' outputs).
+    """
+    #: ``(B, Q, C)`` normed outputs of the mask queries.
+    query_embeds: List[Tensor]
+    #: ``(B, Q, H/4, W/4)`` mask logits of the mask queries.
+    mask_logits: List[Tensor]
+    #: ``(B, Q_extra, C)`` normed outputs of the extra queries, when there are any.
+    extra_embeds: Optional[List[Tensor]] = None
+
+
+TINY_DECODER = dict(
+    num_layers=2, return_intermediate=True,
+    layer_cfg=dict(self_attn_cfg=dict(embed_dims=16, num_heads=2, batch_first=True),
+                   cross_attn_cfg=dict(embed_dims=16, num_heads=2, batch_first=True),
+                   ffn_cfg=dict(embed_dims=16, feedforward_channels=32)),
+    init_cfg=None)
+
+
+@implements('mask_classification.QueryDecoder',
+            example=dict(num_queries=5, embed_dims=16, memory_channels=16,
+                         transformer_decoder=TINY_DECODER),
+            inputs=dict(channels=16))
+@MODELS.register_module()
+class MaskedAttentionQueryDecoder(BaseModule):
+    """Learned queries refined by mmdet's ``Mask2FormerTransformerDecoderLayer`` stack.
+
+    mmdet's ``Mask2FormerHead`` fuses this loop with a closed-set ``Linear`` classifier and
+    fixed query sets; openseg needs the decoder alone so that open-vocabulary heads, extra
+    query sets (X-Decoder's text queries, APE's prompts) and task-specific self-attention
+    masks can be plugged in. The layers themselves are mmdet's.
+
+    Args:
+        num_queries: learned (latent) queries ``Q_mask``; each predicts a mask.
+        embed_dims: query width ``C``; equal to the pixel decoder's output channels.
+        memory_channels: channels of the pixel decoder's memories.
+        num_feature_levels: memories cycled through, low to high resolution.
+        num_heads: attention heads.
+        transformer_decoder: config of mmdet's ``Mask2FormerTransformerDecoder``.
+        mask_threshold: a query attends only to pixels where its last mask's sigmoid is above.
+    """
+
+    def __init__(self, num_queries: int = 100, embed_dims: int = 256,
+                 memory_channels: int = 256, num_feature_levels: int = 3,
+                 transformer_decoder: Optional[dict] = None, mask_threshold: float = 0.5,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if transformer_decoder is None:
+            raise ValueError('transformer_decoder config is required')
+        self.decoder = Mask2FormerTransformerDecoder(**transformer_decoder)
+        if self.decoder.embed_dims != embed_dims:
+            raise ValueError(f'transformer_decoder embed_dims {self.decoder.embed_dims} != '
+                             f'embed_dims {embed_dims}')
+        self.num_queries = num_queries
+        self.num_heads = self.decoder.layers[0].cross_attn.num_heads
+        self.num_feature_levels = num_feature_levels
+        self.mask_threshold = mask_threshold
+        self.input_projs = nn.ModuleList(
+            Conv2d(memory_channels, embed_dims, 1) if memory_channels != embed_dims
+            else nn.Identity() for _ in range(num_feature_levels))
+        self.positional_encoding = SinePositionalEncoding(num_feats=embed_dims // 2,
+                                                          normalize=True)
+        self.level_embed = nn.Embedding(num_feature_levels, embed_dims)
+        self.query_feat = nn.Embedding(num_queries, embed_dims)
+        self.query_pos = nn.Embedding(num_queries, embed_dims)
+        self.mask_embed = nn.Sequential(
+            nn.Linear(embed_dims, embed_dims), nn.ReLU(inplace=True),
+            nn.Linear(embed_dims, embed_dims), nn.ReLU(inplace=True),
+            nn.Linear(embed_dims, embed_dims))
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        for proj in self.input_projs:
+            if isinstance(proj, Conv2d):
+                caffe2_xavier_init(proj, bias=0)
+        for p in self.decoder.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_normal_(p)
+
+    def _predict_masks(self, queries: Tensor, mask_features: Tensor, num_mask_queries: int,
+                       attn_size, extra_region: Optional[Tensor] = None) -> tuple:
+        """Returns normed queries ``(B, Q, C)``, mask logits ``(B, Q_mask, h, w)`` and the
+        cross-attention mask ``(B * heads, Q, h' * w')`` (True = blocked) for the next layer."""
+        queries = self.decoder.post_norm(queries)
+        mask_logits = torch.einsum('bqc,bchw->bqhw', self.mask_embed(queries[:, :num_mask_queries]),
+                                   mask_features)
+        with torch.no_grad():
+            blocked = F.interpolate(mask_logits, attn_size, mode='bilinear',
+                                    align_corners=False).flatten(2).sigmoid() < self.mask_threshold
+            # A query whose mask is empty everywhere would attend to nothing: let it see all.
+            blocked &= ~blocked.all(-1, keepdim=True)
+            num_extra = queries.shape[1] - num_mask_queries
+            if num_extra:
+                # Extra queries (text, prompts) have no mask of their own: they see the whole
+                # image, or only a given region (X-Decoder's mask-modulated captioning).
+                extra = blocked.new_zeros(blocked.shape[0], num_extra, blocked.shape[2])
+                if extra_region is not None:
+                    region = F.interpolate(extra_region[:, None].float(), attn_size,
+                                           mode='bilinear', align_corners=False).flatten(1)
+                    outside = region < 0.5
+                    outside &= ~outside.all(-1, keepdim=True)
+                    extra = outside[:, None].expand_as(extra)
+                blocked = torch.cat([blocked, extra], dim=1)
+            blocked = blocked.repeat_interleave(self.num_heads, dim=0)
+        return queries, mask_logits, blocked
+
+    def forward(self, mask_features: Tensor, memories: List[Tensor],
+                extra_queries: Optional[Tensor] = None,
+                self_attn_mask: Optional[Tensor] = None,
+                extra_query_pos: Optional[Tensor] = None,
+                extra_region: Optional[Tensor] = None) -> QueryDecoderOutput:
+        """Decode.
+
+        Args:
+            mask_features: ``(B, C, H/4, W/4)`` per-pixel embeddings.
+            memories: ``num_feature_levels`` maps ``(B, C_mem, h_i, w_i)``, low to high res.
+            extra_queries: ``(B, Q_extra, C)`` queries appended after the learned ones (e.g.
+                text queries); they cross-attend everywhere and predict no mask.
+            self_attn_mask: ``(Q, Q)`` or ``(B * heads, Q, Q)`` bool, True = blocked, over
+                the ``Q = Q_mask + Q_extra`` queries.
+            extra_query_pos: ``(B, Q_extra, C)`` positional embeddings of the extra queries
+                (default zeros).
+            extra_region: ``(B, H', W')`` in ``[0, 1]``: extra queries cross-attend only where
+                it is above 0.5 (default: everywhere).
+
+        Returns:
+            :class:`QueryDecoderOutput`: ``num_layers + 1`` predictions.
+        """
+        batch = mask_features.shape[0]
+        keys, key_pos = [], []
+        for level in range(self.num_feature_levels):
+            memory = memories[level]
+            no_padding = memory.new_zeros((batch,) + memory.shape[-2:], dtype=torch.bool)
+            keys.append(self.input_projs[level](memory).flatten(2).transpose(1, 2)
+                        + self.level_embed.weight[level])
+            key_pos.append(self.positional_encoding(no_padding).flatten(2).transpose(1, 2))
+
+        queries = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
+        query_pos = self.query_pos.weight.unsqueeze(0).expand(batch, -1, -1)
+        if extra_queries is not None:
+            queries = torch.cat([queries, extra_queries], dim=1)
+            if extra_query_pos is None:
+                extra_query_pos = torch.zeros_like(extra_queries)
+            query_pos = torch.cat([query_pos, extra_query_pos], dim=1)
+
+        normed, mask_logits, blocked = self._predict_masks(
+            queries, mask_features, self.num_queries, memories[0].shape[-2:], extra_region)
+        all_embeds, all_masks = [normed], [mask_logits]
+        for index, layer in enumerate(self.decoder.layers):
+            level = index % self.num_feature_levels
+            queries = layer(query=queries, key=keys[level], value=keys[level],
+                            query_pos=query_pos, key_pos=key_pos[level],
+                            cross_attn_mask=blocked, self_attn_mask=self_attn_mask,
+                            query_key_padding_mask=None, key_padding_mask=None)
+            next_size = memories[(index + 1) % self.num_feature_levels].shape[-2:]
+            normed, mask_logits, blocked = self._predict_masks(
+                queries, mask_features, self.num_queries, next_size, extra_region)
+            all_embeds.append(normed)
+            all_masks.append(mask_logits)
+        num_mask = self.num_queries
+        return QueryDecoderOutput(
+            query_embeds=[q[:, :num_mask] for q in all_embeds], mask_logits=all_masks,
+            extra_embeds=[q[:, num_mask:] for q in all_embeds] if extra_queries is not None
+            else None)

@@ -1,3 +1,0 @@
-from .hungarian_mask_matcher import HungarianMaskMatcher
-
-__all__ = ['HungarianMaskMatcher']

@@ -1,3 +1,0 @@
-from .masked_attention_decoder import MaskedAttentionQueryDecoder
-
-__all__ = ['MaskedAttentionQueryDecoder']

@@ -1,4 +1,0 @@
-# X-Decoder generic (panoptic/semantic/instance) segmentation on `shapes`, the same budget as
-# the core's reference model (configs/reference/ovseg_tiny_shapes.py): 2000 iterations of 8.
-_base_ = ['../../../configs/_base_/shapes_panoptic.py',
-          '../../../configs/_base_/default_runtime.py', '_base_/xdecoder_tiny.py']
