@@ -52,7 +52,8 @@ CORE_REGISTRIES = dict(MODELS=MODELS, DATASETS=DATASETS, TRANSFORMS=TRANSFORMS, 
 
 
 def plugin_registries(scope: str) -> SimpleNamespace:
-    """Child registries of the core ones for one plugin's scope (created once).
+    """Child registries of the core ones for one plugin's scope, its entry-point name (created
+    once).
 
     A plugin registers ``@plugin_registries('xdecoder').MODELS.register_module()`` and configs
     name the class ``'xdecoder.ClassName'``. Inside, plain names still resolve to core, mmdet

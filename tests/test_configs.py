@@ -33,9 +33,9 @@ def test_paper_scale_reference_runs_one_forward():
     model = MODELS.build(cfg.model).eval()
     assert model.query_decoder.num_queries == 100
     assert len(model.query_decoder.decoder.layers) == 9
-    assert model.loss_module.num_points == 12544
+    assert model.criterion.num_points == 12544
     model.set_vocabulary([f'class {i}' for i in range(80)], [f'stuff {i}' for i in range(53)])
     with torch.no_grad():
         out = model(torch.randn(1, 3, 128, 128), mode='tensor')
-    assert out['cls_logits'][-1].shape == (1, 100, 134)
-    assert out['mask_logits'][-1].shape == (1, 100, 32, 32)
+    assert out.cls_logits[-1].shape == (1, 100, 134)
+    assert out.mask_logits[-1].shape == (1, 100, 32, 32)

@@ -5,7 +5,7 @@ import contextlib
 import os
 import shutil
 import sys
-from typing import Optional
+from typing import Optional, Union
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
@@ -32,11 +32,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def load_config(path: str, cfg_options: Optional[dict] = None,
+def load_config(path: Union[str, os.PathLike], cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None) -> Config:
     """Load plugins, read a config (a file, or ``'<plugin>::<path>'`` among the plugin's
     configs), apply overrides, and check every type it names."""
     manager = load_plugins()
+    path = str(path)
     if CONFIG_SCOPE_SEP in path:
         path = manager.resolve_config(path)
     elif not os.path.isfile(path):

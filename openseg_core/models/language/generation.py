@@ -15,7 +15,9 @@ log-probabilities: the search applies ``log_softmax`` itself.
 Greedy decoding is beam search with ``beam_size=1``. A finished hypothesis stays in its beam
 at a constant score (only ``end_id`` continues it, at log-probability 0), and the winner
 maximises ``sum log p / length ** length_penalty`` where ``length`` counts the generated tokens
-including the end token.
+including the end token, if any. ``prefix_ids`` may be longer than a start token: PixelLLM
+teacher-forces ``[BOS, expression]`` and reads the hidden state of the step that predicts the
+end token. Decoding runs without gradients.
 
 How this differs from ``transformers``' ``generate``:
 
@@ -34,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -124,6 +125,8 @@ def generate(step: StepFn, prefix_ids: Tensor, end_id: int, max_new_tokens: int,
     cache = None
     for _ in range(max_new_tokens):
         out = step(ids if cache is None else ids[:, -1:], cache)
+        if collect_hidden and out.hidden is None:
+            raise ValueError('collect_hidden needs a step that returns StepOutput.hidden')
         logp = out.logits.float().log_softmax(-1)
         if no_repeat_ngram_size > 0:
             _ban_repeated_ngrams(logp, ids, no_repeat_ngram_size)

@@ -150,7 +150,7 @@ def test_memories_feed_the_core_query_decoder(backbone, pixel_decoder):
     with torch.no_grad():
         mask_features, memories = pixel_decoder(list(backbone(torch.randn(1, 3, 64, 64))))
         out = decoder(mask_features, memories)
-    assert out['mask_logits'][-1].shape == (1, 3, 16, 16)
+    assert out.mask_logits[-1].shape == (1, 3, 16, 16)
 
 
 def test_registry_and_pretrained_local_path(tmp_path, official_shapes):
