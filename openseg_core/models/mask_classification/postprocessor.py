@@ -14,6 +14,7 @@ from openseg_core.registry import MODELS
 from ..base import Vocabulary
 from ..interfaces import implements
 from .classifier_head import CLASSIFICATIONS
+from .query_decoder import MASK_INTERPOLATIONS, resize_masks
 
 
 @implements('mask_classification.PostProcessor', example=dict())
@@ -36,13 +37,15 @@ class MaskPostProcessor(BaseModule):
         panoptic_on, semantic_on, instance_on: which outputs to produce.
         object_mask_thr, iou_thr, max_per_image, filter_low_score: mmdet's ``test_cfg`` keys.
         classification: ``'softmax'`` or ``'sigmoid'``, as the model's head.
+        mask_interpolation: how mask logits are resized to the input and original sizes,
+            ``'bilinear'`` or ``'bicubic_antialias'`` (X-Decoder's official code).
     """
 
     def __init__(self, panoptic_on: bool = True, semantic_on: bool = True,
                  instance_on: bool = True, object_mask_thr: float = 0.8,
                  iou_thr: float = 0.8, max_per_image: int = 100,
                  filter_low_score: bool = True, classification: str = 'softmax',
-                 init_cfg=None):
+                 mask_interpolation: str = 'bilinear', init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if classification not in CLASSIFICATIONS:
             raise ValueError(f'classification must be one of {CLASSIFICATIONS}, '
@@ -54,6 +57,10 @@ class MaskPostProcessor(BaseModule):
         self.max_per_image = max_per_image
         self.filter_low_score = filter_low_score
         self.classification = classification
+        if mask_interpolation not in MASK_INTERPOLATIONS:
+            raise ValueError(f'mask_interpolation must be one of {MASK_INTERPOLATIONS}, '
+                             f'not {mask_interpolation!r}')
+        self.mask_interpolation = mask_interpolation
 
     def class_probs(self, cls_logits: Tensor) -> Tensor:
         """``(Q, K')`` logits -> ``(Q, K)`` class probabilities (no "no object")."""
@@ -149,15 +156,15 @@ class MaskPostProcessor(BaseModule):
             raise ValueError(f'{cls_logits.shape[-1]} class logits for a vocabulary of '
                              f'{len(vocabulary)} with {self.classification} classification '
                              f'(expected {expected})')
-        mask_logits = F.interpolate(mask_logits, size=batch_img_metas[0]['batch_input_shape'],
-                                    mode='bilinear', align_corners=False)
+        mask_logits = resize_masks(mask_logits, batch_img_metas[0]['batch_input_shape'],
+                                   self.mask_interpolation)
         results = []
         for cls_l, mask_l, meta in zip(cls_logits, mask_logits, batch_img_metas):
             height, width = meta['img_shape'][:2]
             mask_l = mask_l[:, :height, :width]
             if rescale and tuple(meta['ori_shape'][:2]) != (height, width):
-                mask_l = F.interpolate(mask_l[:, None], size=meta['ori_shape'][:2],
-                                       mode='bilinear', align_corners=False)[:, 0]
+                mask_l = resize_masks(mask_l[None], meta['ori_shape'][:2],
+                                      self.mask_interpolation)[0]
             result = {}
             if self.panoptic_on:
                 result['pred_panoptic_seg'] = self.panoptic(cls_l, mask_l, vocabulary)

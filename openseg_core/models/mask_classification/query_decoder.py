@@ -1,6 +1,6 @@
 """Mask2Former's masked-attention query decoder, with attention rules as inputs."""
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,18 @@ from torch import Tensor, nn
 from openseg_core.registry import MODELS
 
 from ..interfaces import implements
+
+
+#: How masks are resized (``resize_masks``).
+MASK_INTERPOLATIONS = ('bilinear', 'bicubic_antialias')
+
+
+def resize_masks(masks: Tensor, size, interpolation: str = 'bilinear') -> Tensor:
+    """``(B, N, h, w)`` -> ``(B, N, *size)``, ``'bilinear'`` or ``'bicubic_antialias'``."""
+    if interpolation == 'bicubic_antialias':
+        return F.interpolate(masks, size=tuple(size), mode='bicubic', align_corners=False,
+                             antialias=True)
+    return F.interpolate(masks, size=tuple(size), mode='bilinear', align_corners=False)
 
 
 @dataclass
@@ -59,13 +71,20 @@ class MaskedAttentionQueryDecoder(BaseModule):
         num_heads: attention heads.
         transformer_decoder: config of mmdet's ``Mask2FormerTransformerDecoder``.
         mask_threshold: a query attends only to pixels where its last mask's sigmoid is above.
+        attn_mask_interpolation: how a mask is resized to a memory's size before the
+            threshold: ``'bilinear'`` (Mask2Former) or ``'bicubic_antialias'`` (X-Decoder's
+            official code; antialiasing changes the kernel even when upsampling).
     """
 
     def __init__(self, num_queries: int = 100, embed_dims: int = 256,
                  memory_channels: int = 256, num_feature_levels: int = 3,
                  transformer_decoder: Optional[dict] = None, mask_threshold: float = 0.5,
-                 init_cfg=None):
+                 attn_mask_interpolation: str = 'bilinear', init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        if attn_mask_interpolation not in MASK_INTERPOLATIONS:
+            raise ValueError(f'attn_mask_interpolation must be one of {MASK_INTERPOLATIONS}, '
+                             f'not {attn_mask_interpolation!r}')
+        self.attn_mask_interpolation = attn_mask_interpolation
         if transformer_decoder is None:
             raise ValueError('transformer_decoder config is required')
         self.decoder = Mask2FormerTransformerDecoder(**transformer_decoder)
@@ -98,6 +117,28 @@ class MaskedAttentionQueryDecoder(BaseModule):
             if p.dim() > 1:
                 nn.init.xavier_normal_(p)
 
+    def memory_keys(self, memories: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
+        """Per level, the keys ``(B, h_i * w_i, C)`` (projected memory + level embedding) and
+        their sine positions."""
+        keys, key_pos = [], []
+        for level in range(self.num_feature_levels):
+            memory = memories[level]
+            no_padding = memory.new_zeros((memory.shape[0],) + memory.shape[-2:],
+                                          dtype=torch.bool)
+            keys.append(self.input_projs[level](memory).flatten(2).transpose(1, 2)
+                        + self.level_embed.weight[level])
+            key_pos.append(self.positional_encoding(no_padding).flatten(2).transpose(1, 2))
+        return keys, key_pos
+
+    @torch.no_grad()
+    def blocked_pixels(self, mask_logits: Tensor, attn_size) -> Tensor:
+        """``(B, N, h, w)`` mask logits -> ``(B, N, h' * w')`` True where a query may not look
+        (outside its mask at the next memory's size); a query whose mask is empty everywhere
+        would attend to nothing, so it sees all."""
+        resized = resize_masks(mask_logits, attn_size, self.attn_mask_interpolation)
+        blocked = resized.flatten(2).sigmoid() < self.mask_threshold
+        return blocked & ~blocked.all(-1, keepdim=True)
+
     def _predict_masks(self, queries: Tensor, mask_features: Tensor, num_mask_queries: int,
                        attn_size, extra_region: Optional[Tensor] = None) -> tuple:
         """Returns normed queries ``(B, Q, C)``, mask logits ``(B, Q_mask, h, w)`` and the
@@ -105,25 +146,21 @@ class MaskedAttentionQueryDecoder(BaseModule):
         queries = self.decoder.post_norm(queries)
         mask_logits = torch.einsum('bqc,bchw->bqhw', self.mask_embed(queries[:, :num_mask_queries]),
                                    mask_features)
-        with torch.no_grad():
-            blocked = F.interpolate(mask_logits, attn_size, mode='bilinear',
-                                    align_corners=False).flatten(2).sigmoid() < self.mask_threshold
-            # A query whose mask is empty everywhere would attend to nothing: let it see all.
-            blocked &= ~blocked.all(-1, keepdim=True)
-            num_extra = queries.shape[1] - num_mask_queries
-            if num_extra:
-                # Extra queries (text, prompts) have no mask of their own: they see the whole
-                # image, or only a given region (X-Decoder's mask-modulated captioning).
-                extra = blocked.new_zeros(blocked.shape[0], num_extra, blocked.shape[2])
-                if extra_region is not None:
+        blocked = self.blocked_pixels(mask_logits, attn_size)
+        num_extra = queries.shape[1] - num_mask_queries
+        if num_extra:
+            # Extra queries (text, prompts) have no mask of their own: they see the whole
+            # image, or only a given region (X-Decoder's mask-modulated captioning).
+            extra = blocked.new_zeros(blocked.shape[0], num_extra, blocked.shape[2])
+            if extra_region is not None:
+                with torch.no_grad():
                     region = F.interpolate(extra_region[:, None].float(), attn_size,
                                            mode='bilinear', align_corners=False).flatten(1)
                     outside = region < 0.5
                     outside &= ~outside.all(-1, keepdim=True)
-                    extra = outside[:, None].expand_as(extra)
-                blocked = torch.cat([blocked, extra], dim=1)
-            blocked = blocked.repeat_interleave(self.num_heads, dim=0)
-        return queries, mask_logits, blocked
+                extra = outside[:, None].expand_as(extra)
+            blocked = torch.cat([blocked, extra], dim=1)
+        return queries, mask_logits, blocked.repeat_interleave(self.num_heads, dim=0)
 
     def forward(self, mask_features: Tensor, memories: List[Tensor],
                 extra_queries: Optional[Tensor] = None,
@@ -148,14 +185,7 @@ class MaskedAttentionQueryDecoder(BaseModule):
             :class:`QueryDecoderOutput`: ``num_layers + 1`` predictions.
         """
         batch = mask_features.shape[0]
-        keys, key_pos = [], []
-        for level in range(self.num_feature_levels):
-            memory = memories[level]
-            no_padding = memory.new_zeros((batch,) + memory.shape[-2:], dtype=torch.bool)
-            keys.append(self.input_projs[level](memory).flatten(2).transpose(1, 2)
-                        + self.level_embed.weight[level])
-            key_pos.append(self.positional_encoding(no_padding).flatten(2).transpose(1, 2))
-
+        keys, key_pos = self.memory_keys(memories)
         queries = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
         query_pos = self.query_pos.weight.unsqueeze(0).expand(batch, -1, -1)
         if extra_queries is not None:

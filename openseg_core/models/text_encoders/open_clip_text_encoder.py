@@ -17,6 +17,15 @@ from ..interfaces import implements
 DEFAULT_TEMPLATES = ('a photo of a {}.',)
 
 
+def _openai_imagenet_templates():
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+    return [template('{}') for template in OPENAI_IMAGENET_TEMPLATES]
+
+
+#: Named template sets a config may list among its templates.
+TEMPLATE_SETS = dict(openai_imagenet=_openai_imagenet_templates)
+
+
 @dataclass
 class TextEncoderOutput:
     """``N`` texts encoded, ``L`` = the longest text of the batch in tokens (start and end
@@ -53,6 +62,7 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
         pretrained: path of a local open_clip/OpenAI CLIP checkpoint (full model or text tower);
             ``None`` keeps the random initialisation. Nothing is ever downloaded.
         templates: prompt templates for class names; several are averaged (prompt ensembling).
+            ``'openai_imagenet'`` stands for open_clip's 80 ImageNet templates of CLIP.
         frozen: freeze the weights (openseg's frozen-part convention: eval mode, no gradients,
             out of the optimizer; loaded from ``pretrained``, the tower is left out of
             checkpoints and reloaded from that file). Class embeddings are then cached.
@@ -84,6 +94,7 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
                     module.eps = layer_norm_eps
         self.context_length = self.tower.context_length
         self.tokenizer = SimpleTokenizer(context_length=self.context_length)
+        templates = [t for name in templates for t in TEMPLATE_SETS.get(name, lambda: [name])()]
         if not templates or any('{}' not in t for t in templates):
             raise ValueError(f'every prompt template needs a "{{}}" slot, got {templates!r}')
         self.templates = tuple(templates)
@@ -153,11 +164,16 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
         x = tower.token_embedding(token_ids) + tower.positional_embedding[:length]
         x = tower.ln_final(tower.transformer(x, attn_mask=tower.attn_mask[:length, :length]))
         pooled = x[torch.arange(len(x), device=x.device), token_ids.argmax(dim=-1)]
-        if isinstance(tower.text_projection, torch.nn.Linear):
-            pooled = tower.text_projection(pooled)
-        elif tower.text_projection is not None:
-            pooled = pooled @ tower.text_projection
-        return pooled, x
+        return self.project(pooled), x
+
+    def project(self, feats: Tensor) -> Tensor:
+        """``(..., W)`` features -> ``(..., D)`` through the tower's text projection, the map
+        that turns the end token's feature into the pooled embedding (X-Decoder's official
+        model also applies it to every token feature it uses as a query)."""
+        projection = self.tower.text_projection
+        if isinstance(projection, torch.nn.Linear):
+            return projection(feats)
+        return feats if projection is None else feats @ projection
 
     def encode_ids(self, token_ids: Tensor) -> Tensor:
         """Run the tower on ``(N, n)`` ids (no end token needed) -> ``(N, n, W)`` token

@@ -61,3 +61,15 @@ def test_task_and_query_mismatch_is_an_error():
         self_attention_mask('generic', M, 2)
     with pytest.raises(ValueError, match='needs text queries'):
         self_attention_mask('captioning', M, 0)
+
+
+def test_grounding_keeps_latent_queries_apart_from_copies_and_text():
+    m, n = 4, 2  # 3 objects + global, 3 copies, 2 phrase tokens (the second padded)
+    mask = self_attention_mask('grounding', m, n, torch.tensor([[False, True]]))[0]
+    latent, copies, text = slice(0, m), slice(m, 2 * m - 1), slice(2 * m - 1, 2 * m - 1 + n)
+    assert mask.shape == (2 * m - 1 + n,) * 2
+    assert torch.equal(mask[latent, latent], self_attention_mask('generic', m)[0])
+    assert mask[latent, m:].all() and mask[m:, latent].all()
+    assert not mask[copies, copies].any() and not mask[copies, 2 * m - 1].any()
+    assert mask[:2 * m - 1, -1].all()  # the padded token is nobody's key...
+    assert not mask[-1, -1]  # ...and attends only itself

@@ -65,3 +65,28 @@ def test_a_key_without_a_rule_is_named(official_state):
     bad = dict(official_state, **{'sem_seg_head.predictor.vqa_head.weight': torch.zeros(2)})
     with pytest.raises(KeyError, match='vqa_head'):
         convert_official(bad)
+
+
+@torch.no_grad()
+def test_token_features_reach_the_decoder_through_lang_proj(model, official_state):
+    """As in the official model, every token feature of a referring phrase or a caption
+    prefix is multiplied by ``lang_proj`` before the decoder reads it."""
+    model.load_state_dict(convert_official(official_state), strict=True)
+    model.eval()
+    lang_proj = official_state['sem_seg_head.predictor.lang_encoder.lang_proj']
+    seen = []
+    hook = model.query_decoder.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(kwargs['text_queries']),
+        with_kwargs=True)
+    try:
+        feats = model.extract_feat(torch.randn(1, 3, 64, 64))
+        model.referring_outputs(feats, ['the dog'])
+        model.test_cfg['max_caption_len'] = 1
+        model.caption(feats, beam_size=1)
+    finally:
+        hook.remove()
+    encoder = model.text_encoder
+    phrase = encoder(['the dog']).token_feats
+    torch.testing.assert_close(seen[0], phrase @ lang_proj)
+    start = torch.tensor([[encoder.start_token_id]])
+    torch.testing.assert_close(seen[1], encoder.encode_ids(start) @ lang_proj)

@@ -1,6 +1,6 @@
 # X-Decoder at the paper's size with the official Focal-T architecture, so that the official
 # checkpoint (xdecoder_focalt_last.pt) converts onto it key for key
-# (tools/convert_checkpoint.py xdecoder_official SRC DST, or load_from=SRC directly):
+# once converted (tools/convert_checkpoint.py xdecoder_official SRC DST; load_from=DST):
 # FocalNet-T (focal_dw blocks), MaskFormer's transformer-encoder FPN (6 encoder layers on res5,
 # width 512), 101 latent queries (100 object + 1 global), 9 decoder layers after the initial
 # prediction (the official DEC_LAYERS=10 counts that one), hidden 512, a 12-layer width-512
@@ -17,9 +17,14 @@ model = dict(
     pixel_decoder=dict(_delete_=True, type='xdecoder.TransformerEncoderFPN',
                        in_channels=(96, 192, 384, 768), feat_channels=hidden,
                        out_channels=hidden, num_encoder_layers=6),
+    # Official numerics (docs/plugins/xdecoder.md, "Fidelity"): the re-weighted global query,
+    # grounding copies for referring, token + learned caption positions, bicubic antialiased
+    # attention masks.
     query_decoder=dict(
         num_queries=101, text_dims=hidden, context_length=77, embed_dims=hidden,
-        memory_channels=hidden, num_feature_levels=3,
+        memory_channels=hidden, num_feature_levels=3, global_query='reweighted',
+        referring='grounding_copies', caption_query_pos='token_and_learned',
+        attn_mask_interpolation='bicubic_antialias',
         transformer_decoder=dict(
             num_layers=9,
             layer_cfg=dict(
@@ -28,12 +33,17 @@ model = dict(
                 ffn_cfg=dict(embed_dims=hidden, feedforward_channels=2048)))),
     text_encoder=dict(_delete_=True, type='OpenCLIPTextEncoder',
                       model_name='ViT-B-16-quickgelu', embed_dim=hidden, pretrained=None,
-                      templates=('an image of a {}.',), frozen=False),
+                      templates=('{}.', 'openai_imagenet'), layer_norm_eps=1e-12,
+                      frozen=False),
+    strip_from_class_names=('-other', '-merged', '-stuff'),
     head=dict(embed_dims=hidden, proj_dims=hidden, token_dims=hidden, init_temperature=0.07,
-              backbone_dims=768),
+              backbone_dims=768, max_logit_scale=None),
     criterion=dict(num_points=12544, matcher=dict(num_points=12544)),
-    postprocessor=dict(object_mask_thr=0.8, max_per_image=100),
-    test_cfg=dict(beam_size=5, max_caption_len=30))
+    postprocessor=dict(object_mask_thr=0.8, max_per_image=100,
+                       mask_interpolation='bicubic_antialias'),
+    # The official release decodes greedily for 50 tokens and keeps the first sentence; the
+    # paper's beam 5 is beam_size=5.
+    test_cfg=dict(beam_size=1, max_caption_len=50, caption_stop='.'))
 
 data_root = 'data/coco/'
 max_iters = 368750

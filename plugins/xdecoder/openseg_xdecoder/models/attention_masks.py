@@ -11,6 +11,9 @@ Query order everywhere in the plugin: ``[object queries (m-1) | global query (1)
   language condition; text queries attend each other only;
 * ``captioning``: a text query attends itself, its predecessors and all latent queries;
   latent queries do not attend text (so their outputs equal the retrieval pass).
+* ``grounding`` (the official referring algorithm): order ``[latent (m) | grounding copies of
+  the object queries (m-1) | text (n)]``; the copies and the phrase tokens attend each other,
+  the latent queries see neither (so they equal the generic pass) and are not seen by them.
 
 Padded text positions are blocked as keys for everyone and attend only themselves, so no
 row is fully blocked (which would give NaN).
@@ -20,7 +23,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-TASKS = ('generic', 'retrieval', 'referring', 'captioning')
+TASKS = ('generic', 'retrieval', 'referring', 'captioning', 'grounding')
 
 
 def self_attention_mask(task: str, num_latent: int, num_text: int = 0,
@@ -35,20 +38,27 @@ def self_attention_mask(task: str, num_latent: int, num_text: int = 0,
         text_padding: ``(B, n)`` bool, True at padded text positions.
 
     Returns:
-        ``(B, Q, Q)`` bool with ``Q = m + n`` (``B = 1`` without ``text_padding``).
+        ``(B, Q, Q)`` bool with ``Q = m + n`` (``Q = m + (m - 1) + n`` for ``grounding``;
+        ``B = 1`` without ``text_padding``).
     """
     if task not in TASKS:
         raise ValueError(f'unknown X-Decoder task {task!r}; choose one of {TASKS}')
     if task in ('generic', 'retrieval') and num_text:
         raise ValueError(f'task {task!r} takes no text queries, got {num_text}')
-    if task in ('referring', 'captioning') and not num_text:
+    if task in ('referring', 'captioning', 'grounding') and not num_text:
         raise ValueError(f'task {task!r} needs text queries')
-    m, total = num_latent, num_latent + num_text
+    m = num_latent
     glob = m - 1
+    if task == 'grounding':
+        # The copies count as latent-sized rows before the text: [latent | copies | text].
+        m = 2 * num_latent - 1
+    total = m + num_text
     mask = torch.ones(total, total, dtype=torch.bool, device=device)
     mask[:glob, :glob] = False
     mask[glob, glob] = False
-    if task == 'referring':
+    if task == 'grounding':
+        mask[num_latent:, num_latent:] = False
+    elif task == 'referring':
         mask[:glob, m:] = False
         mask[m:, m:] = False
     elif task == 'captioning':

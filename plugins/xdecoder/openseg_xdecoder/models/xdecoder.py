@@ -11,6 +11,7 @@ from openseg_core.models import (MaskClassificationOutput, OpenSegModel, Vocabul
                                  check_classification)
 from openseg_core.models.interfaces import implements
 from openseg_core.models.language import StepOutput, generate
+from openseg_core.models.mask_classification.query_decoder import resize_masks
 
 from ..registry import MODELS
 
@@ -56,20 +57,24 @@ class XDecoder(OpenSegModel):
         postprocessor: the core's ``MaskPostProcessor``.
         tasks: ``{task name: task component config}``; samples name their task.
         background: the concept name that stands for "no object".
+        strip_from_class_names: substrings removed from class names before prompting (the
+            official model strips COCO's ``-other``, ``-merged``, ``-stuff``).
         thing_classes, stuff_classes: the initial vocabulary.
         default_task: task of samples without a ``task``.
-        test_cfg: ``beam_size`` (1 = greedy; the paper's 5), ``max_caption_len`` (tokens),
-            ``length_penalty``, ``mask_threshold`` (referring).
+        test_cfg: ``beam_size`` (1 = greedy, the official release; the paper's 5),
+            ``max_caption_len`` (tokens), ``length_penalty``, ``caption_stop`` (text after
+            this string is cut, the official ``'.'``), ``mask_threshold`` (referring).
         data_preprocessor: e.g. the core's ``MultiTaskDataPreprocessor``.
     """
 
     def __init__(self, backbone: dict, pixel_decoder: dict, query_decoder: dict,
                  text_encoder: dict, head: dict, criterion: dict, postprocessor: dict,
                  tasks: Dict[str, dict], background: str = 'background',
-                 thing_classes: Sequence[str] = (), stuff_classes: Sequence[str] = (),
+                 strip_from_class_names: Sequence[str] = (), thing_classes: Sequence[str] = (), stuff_classes: Sequence[str] = (),
                  default_task: str = 'generic', test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg=None):
         self.background = background
+        self.strip_from_class_names = tuple(strip_from_class_names)
         super().__init__(thing_classes=thing_classes, stuff_classes=stuff_classes,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if default_task not in tasks:
@@ -86,7 +91,7 @@ class XDecoder(OpenSegModel):
         self.tasks = nn.ModuleDict({name: MODELS.build(cfg) for name, cfg in tasks.items()})
         self.default_task = default_task
         self.test_cfg = dict(dict(beam_size=5, max_caption_len=30, length_penalty=1.0,
-                                  mask_threshold=0.5), **(test_cfg or {}))
+                                  caption_stop=None, mask_threshold=0.5), **(test_cfg or {}))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if any(k.startswith(prefix + 'sem_seg_head.') for k in state_dict):
@@ -104,15 +109,18 @@ class XDecoder(OpenSegModel):
     def concept_embeddings(self) -> Tensor:
         """``(K + 1, D)`` unit embeddings of the vocabulary, "background" last (cached by a
         frozen encoder, so thousands of names cost one encoding)."""
-        return self.text_encoder.encode_vocabulary(self.require_vocabulary().names
-                                                   + (self.background,))
+        names = self.require_vocabulary().names + (self.background,)
+        for part in self.strip_from_class_names:
+            names = tuple(name.replace(part, '') for name in names)
+        return self.text_encoder.encode_vocabulary(names)
 
     def encode_texts(self, texts: Sequence[str]) -> Dict[str, Tensor]:
-        """Sentences -> ``tokens (N, n, W)`` (as long as the longest), ``padding (N, n)`` and
-        unit ``embeds (N, D)`` (the end token's feature, projected)."""
+        """Sentences -> text queries ``tokens (N, n, D)`` (every token feature through the
+        text projection, as the official model; as long as the longest), ``padding (N, n)``
+        and unit ``embeds (N, D)`` (the end token's feature, projected)."""
         encoded = self.text_encoder(list(texts))
-        return dict(tokens=encoded.token_feats, padding=~encoded.mask,
-                    embeds=F.normalize(encoded.pooled, dim=-1))
+        return dict(tokens=self.text_encoder.project(encoded.token_feats),
+                    padding=~encoded.mask, embeds=F.normalize(encoded.pooled, dim=-1))
 
     # ------------------------------------------------------------------ network pieces
     def extract_feat(self, inputs: Tensor) -> Features:
@@ -156,13 +164,19 @@ class XDecoder(OpenSegModel):
 
     # ------------------------------------------------------------------ task primitives
     def generic_outputs(self, feats: Features) -> MaskClassificationOutput:
-        """Per prediction ``cls_logits (B, m-1, K+1)`` (background last) and ``mask_logits
-        (B, m-1, H/4, W/4)`` of the object queries."""
+        """Per prediction ``cls_logits (B, Q, K+1)`` (background last) and ``mask_logits
+        (B, Q, H/4, W/4)`` of the ``Q = m - 1`` object queries, and of the re-weighted global
+        query too (``Q = m``) when the decoder has one (the official 101st candidate)."""
         decoded = self.query_decoder(feats.mask_features, feats.memories, task='generic')
+        embeds, masks = decoded.query_embeds, decoded.mask_logits
+        if decoded.global_mask_logits is not None:
+            embeds = [torch.cat([q, g[:, None]], 1) for q, g in zip(embeds,
+                                                                     decoded.global_embeds)]
+            masks = [torch.cat([m, g[:, None]], 1) for m, g in zip(masks,
+                                                                    decoded.global_mask_logits)]
         concepts = self.concept_embeddings()
-        return MaskClassificationOutput(
-            cls_logits=[self.head(q, concepts) for q in decoded.query_embeds],
-            mask_logits=decoded.mask_logits)
+        return MaskClassificationOutput(cls_logits=[self.head(q, concepts) for q in embeds],
+                                        mask_logits=masks)
 
     def referring_outputs(self, feats: Features, phrases: Sequence[str]) -> Dict[str, List]:
         """Decode with the phrases as text queries; per prediction ``(B, Q)`` logits of each
@@ -171,9 +185,12 @@ class XDecoder(OpenSegModel):
         decoded = self.query_decoder(feats.mask_features, feats.memories, task='referring',
                                      text_queries=text['tokens'],
                                      text_padding=text['padding'])
-        return dict(logits=[self.head.phrase_logits(q, text['embeds'])
-                            for q in decoded.query_embeds],
-                    mask_logits=decoded.mask_logits)
+        if decoded.copy_embeds is not None:  # official grounding: the copies answer
+            embeds, masks = decoded.copy_embeds, decoded.copy_mask_logits
+        else:
+            embeds, masks = decoded.query_embeds, decoded.mask_logits
+        return dict(logits=[self.head.phrase_logits(q, text['embeds']) for q in embeds],
+                    mask_logits=masks)
 
     def refer(self, feats: Features, phrases: Sequence[str]) -> Tuple[Tensor, Tensor]:
         """One phrase per image -> the best query's mask logits ``(B, H/4, W/4)`` and its
@@ -207,7 +224,7 @@ class XDecoder(OpenSegModel):
         # The query decoder keeps no KV cache (the returned cache stays None), so every step
         # re-runs it on the whole prefix.
         def step(ids: Tensor, cache: None) -> StepOutput:
-            prefix = self.text_encoder.encode_ids(ids)
+            prefix = self.text_encoder.project(self.text_encoder.encode_ids(ids))
             decoded = self.query_decoder(feats.mask_features, feats.memories, task='captioning',
                                          text_queries=prefix, text_region=region)
             return StepOutput(self.head.caption_logits(decoded.text_embeds[-1][:, -1], table))
@@ -217,7 +234,9 @@ class XDecoder(OpenSegModel):
         out = generate(step, start, self.text_encoder.end_token_id,
                        self.test_cfg['max_caption_len'], beam_size=beam_size,
                        length_penalty=self.test_cfg['length_penalty'])
-        return [self.text_encoder.decode(row) for row in out.sequences]
+        captions = [self.text_encoder.decode(row) for row in out.sequences]
+        stop = self.test_cfg['caption_stop']
+        return [c.split(stop)[0] for c in captions] if stop else captions
 
     # ------------------------------------------------------------------ task compositions
     def region_retrieval(self, inputs: Tensor, phrase: str, topk: int = 1) -> Dict[str, Tensor]:
@@ -250,11 +269,10 @@ class XDecoder(OpenSegModel):
     def mask_to_image(self, logits: Tensor, batch_input_shape, meta: dict) -> Tensor:
         """``(h, w)`` mask logits at 1/4 of the padded batch -> the binary mask
         ``(H_ori, W_ori)`` (padding cropped, resized to the original image)."""
-        logits = F.interpolate(logits[None, None], size=tuple(batch_input_shape),
-                               mode='bilinear', align_corners=False)
+        mode = self.postprocessor.mask_interpolation
+        logits = resize_masks(logits[None, None], batch_input_shape, mode)
         height, width = meta['img_shape'][:2]
         logits = logits[..., :height, :width]
         if tuple(meta['ori_shape'][:2]) != (height, width):
-            logits = F.interpolate(logits, size=meta['ori_shape'][:2], mode='bilinear',
-                                   align_corners=False)
+            logits = resize_masks(logits, meta['ori_shape'][:2], mode)
         return logits[0, 0].sigmoid() > self.test_cfg['mask_threshold']

@@ -30,7 +30,9 @@ class XDecoderHead(BaseModule):
         proj_dims: text embedding width ``D`` (the encoder's pooled output).
         token_dims: width ``W`` of the encoder's token-embedding table (caption logits).
         init_temperature: initial ``1 / logit_scale``; CLIP's 0.07.
-        max_logit_scale: clamp of the scale, as in CLIP.
+        max_logit_scale: cap of the class and retrieval logit scale, as in CLIP; ``None``
+            for none (the official generic classification). Referring logits are always
+            capped at 100.
         backbone_dims: channels of the last backbone map; when given, its average is projected
             (``backbone_proj``) into the text space too and retrieval scores average the two
             embeddings' similarities (the official ``RETRIEVAL.ENSEMBLE``).
@@ -40,7 +42,7 @@ class XDecoderHead(BaseModule):
     appends_no_object = False
 
     def __init__(self, embed_dims: int, proj_dims: int, token_dims: int,
-                 init_temperature: float = 0.07, max_logit_scale: float = 100.0,
+                 init_temperature: float = 0.07, max_logit_scale: Optional[float] = 100.0,
                  backbone_dims: Optional[int] = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.class_embed = nn.Parameter(torch.empty(embed_dims, proj_dims))
@@ -52,11 +54,19 @@ class XDecoderHead(BaseModule):
             self.backbone_proj = nn.Parameter(torch.empty(backbone_dims, proj_dims))
             nn.init.trunc_normal_(self.backbone_proj, std=0.02)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
-        self.max_log_scale = math.log(max_logit_scale)
+        self.max_log_scale = None if max_logit_scale is None else math.log(max_logit_scale)
 
     @property
     def scale(self) -> Tensor:
+        """The class and retrieval logit scale, capped at ``max_logit_scale``."""
+        if self.max_log_scale is None:
+            return self.logit_scale.exp()
         return self.logit_scale.clamp(max=self.max_log_scale).exp()
+
+    @property
+    def phrase_scale(self) -> Tensor:
+        """The referring logit scale, always capped at 100 (as the official grounding)."""
+        return self.logit_scale.clamp(max=math.log(100.0)).exp()
 
     def embed(self, queries: Tensor) -> Tensor:
         """``(..., C)`` decoder outputs -> ``(..., D)`` unit vectors in the text space."""
@@ -86,7 +96,7 @@ class XDecoderHead(BaseModule):
     def phrase_logits(self, object_embeds: Tensor, phrase_embeds: Tensor) -> Tensor:
         """``(B, Q, C)`` queries and one unit phrase embedding per image ``(B, D)`` ->
         ``(B, Q)`` logits of each query being the phrase (referring)."""
-        return self.scale * torch.einsum('bqd,bd->bq', self.embed(object_embeds),
+        return self.phrase_scale * torch.einsum('bqd,bd->bq', self.embed(object_embeds),
                                          phrase_embeds)
 
     def similarity(self, image_embeds: Tensor, text_embeds: Tensor) -> Tensor:

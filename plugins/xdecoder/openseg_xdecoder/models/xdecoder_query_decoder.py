@@ -3,6 +3,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openseg_core.models.interfaces import implements
@@ -13,49 +14,154 @@ from openseg_core.models.mask_classification.query_decoder import TINY_DECODER
 from ..registry import MODELS
 from .attention_masks import self_attention_mask
 
+#: What the global query is (``global_query``).
+GLOBAL_QUERY_MODES = ('image', 'reweighted')
+#: How referring phrases condition the decoder (``referring``).
+REFERRING_MODES = ('text_queries', 'grounding_copies')
+#: Positions of caption text queries (``caption_query_pos``).
+CAPTION_POS_MODES = ('learned', 'token_and_learned')
+
 
 @dataclass
 class XDecoderOutput(QueryDecoderOutput):
     """The core decoder's output (``query_embeds`` / ``mask_logits`` of the ``m - 1`` object
-    queries), plus per prediction the global query's ``(B, C)`` and the text queries'
-    ``(B, n, C)`` outputs (``n = 0`` without text)."""
+    queries), plus, per prediction:
+
+    - ``global_embeds (B, C)``: the global query's output (re-weighted with
+      ``global_query='reweighted'``), and its ``global_mask_logits (B, H/4, W/4)`` there;
+    - ``text_embeds (B, n, C)``: the text queries' outputs (captioning, referring with
+      ``text_queries``);
+    - ``copy_embeds (B, m - 1, C)`` / ``copy_mask_logits``: the grounding copies
+      (referring with ``grounding_copies``).
+    """
     global_embeds: List[Tensor] = None
-    text_embeds: List[Tensor] = None
+    global_mask_logits: Optional[List[Tensor]] = None
+    text_embeds: Optional[List[Tensor]] = None
+    copy_embeds: Optional[List[Tensor]] = None
+    copy_mask_logits: Optional[List[Tensor]] = None
 
 
 @implements('mask_classification.QueryDecoder',
             example=dict(num_queries=6, text_dims=16, embed_dims=16, memory_channels=16,
                          transformer_decoder=TINY_DECODER),
             inputs=dict(channels=16))
+@implements('mask_classification.QueryDecoder',
+            example=dict(num_queries=6, text_dims=16, embed_dims=16, memory_channels=16,
+                         transformer_decoder=TINY_DECODER, global_query='reweighted',
+                         referring='grounding_copies', caption_query_pos='token_and_learned',
+                         attn_mask_interpolation='bicubic_antialias'),
+            inputs=dict(channels=16))
 @MODELS.register_module()
 class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
     """The core's masked-attention decoder with X-Decoder's query sets and Fig. 4 rules.
 
-    The core decoder already runs extra (mask-less) queries with full cross-attention and takes
-    the self-attention mask as an input; this class adds the global image query, projects and
-    positions text queries, and builds the mask from the task.
+    Queries ``[object (m-1) | global (1) | text (n)]`` (referring with grounding copies:
+    ``[object | global | copies (m-1)]`` plus the phrase tokens, which join self-attention and
+    the FFN only). Every layer is mmdet's ``Mask2FormerTransformerDecoderLayer`` (cross-attn,
+    self-attn, FFN) run part by part, so tokens can join after the cross-attention.
+
+    openseg's defaults follow the paper where the official code differs; each official
+    behaviour is one field (all set in ``xdecoder_focalt_paper.py``, the official-numerics
+    mode; measured effects in docs/plugins/xdecoder.md):
 
     Args:
         num_queries: ``m`` latent queries, the last being the global image query; the first
             ``m - 1`` predict masks.
         text_dims: width of the text queries given to :meth:`forward` (the text encoder's
-            token width); projected to ``embed_dims`` when different.
+            projected token features); projected to ``embed_dims`` when different.
         context_length: longest caption, for the captioning position embeddings.
-        **kwargs: :class:`MaskedAttentionQueryDecoder` arguments.
+        global_query: ``'image'`` (its own output is the image embedding; it cross-attends
+            the whole image) or ``'reweighted'`` (official: its output is replaced, at every
+            prediction, by the object outputs averaged with softmax weights of their cosine to
+            it; that has a mask, which restricts the global query's next cross-attention, and
+            it is one more segment candidate).
+        referring: ``'text_queries'`` (the phrase tokens are text queries that cross-attend
+            the image; object queries attend them) or ``'grounding_copies'`` (official: copies
+            of the object queries attend the phrase tokens, which never attend the image and
+            keep their first features as positions; the copies predict the phrase's mask; the
+            latent queries stay as in the generic pass).
+        caption_query_pos: ``'learned'`` (the learned caption positions) or
+            ``'token_and_learned'`` (official: the token feature plus the learned position).
+        grounding_first_copy_open: official quirk (``grounding_copies``): the first copy
+            cross-attends the whole image at every layer (the official code writes the "global
+            query sees everything" rule one row too far when copies are present).
+        **kwargs: :class:`MaskedAttentionQueryDecoder` arguments (``attn_mask_interpolation``:
+            official ``'bicubic_antialias'``).
     """
 
     def __init__(self, num_queries: int = 101, text_dims: int = 512,
-                 context_length: int = 77, **kwargs):
+                 context_length: int = 77, global_query: str = 'image',
+                 referring: str = 'text_queries', caption_query_pos: str = 'learned',
+                 grounding_first_copy_open: bool = True, **kwargs):
         if num_queries < 2:
             raise ValueError('X-Decoder needs at least one object query and the global query')
+        for name, value, choices in (('global_query', global_query, GLOBAL_QUERY_MODES),
+                                     ('referring', referring, REFERRING_MODES),
+                                     ('caption_query_pos', caption_query_pos,
+                                      CAPTION_POS_MODES)):
+            if value not in choices:
+                raise ValueError(f'{name} must be one of {choices}, not {value!r}')
         super().__init__(num_queries=num_queries - 1, **kwargs)
         embed_dims = self.decoder.embed_dims
         self.num_latent = num_queries
+        self.global_query = global_query
+        self.referring = referring
+        self.caption_query_pos = caption_query_pos
+        self.grounding_first_copy_open = grounding_first_copy_open
         self.global_query_feat = nn.Embedding(1, embed_dims)
         self.global_query_pos = nn.Embedding(1, embed_dims)
         self.text_proj = nn.Linear(text_dims, embed_dims) if text_dims != embed_dims \
             else nn.Identity()
         self.caption_pos = nn.Embedding(context_length, embed_dims)
+
+    def _heads(self, queries: Tensor, mask_features: Tensor, attn_size, num_copies: int,
+               text_region: Optional[Tensor]) -> dict:
+        """One prediction: normed outputs, masks of object / global / copy queries, and the
+        cross-attention mask ``(B * heads, Q, h' * w')`` for the next layer."""
+        normed = self.decoder.post_norm(queries)
+        objects, glob = self.num_queries, self.num_queries
+        copies = slice(self.num_latent, self.num_latent + num_copies)
+        global_embed = normed[:, glob]
+        mask_queries = [normed[:, :objects]]
+        if self.global_query == 'reweighted':
+            unit = normed / (normed.norm(dim=-1, keepdim=True) + 1e-7)
+            weights = torch.einsum('bc,bqc->bq', unit[:, glob], unit[:, :objects]).softmax(-1)
+            global_embed = torch.einsum('bq,bqc->bc', weights, normed[:, :objects])
+            mask_queries.append(global_embed[:, None])
+        if num_copies:
+            mask_queries.append(normed[:, copies])
+        mask_logits = torch.einsum('bqc,bchw->bqhw', self.mask_embed(torch.cat(mask_queries, 1)),
+                                   mask_features)
+        blocked = self.blocked_pixels(mask_logits, attn_size)
+        rows = [blocked[:, :objects]]
+        open_rows = blocked.new_zeros(blocked.shape[0], 1, blocked.shape[2])
+        rows.append(blocked[:, objects:objects + 1] if self.global_query == 'reweighted'
+                    else open_rows)
+        num_text = queries.shape[1] - self.num_latent - num_copies
+        if num_copies:
+            copy_rows = blocked[:, -num_copies:].clone()
+            if self.grounding_first_copy_open:
+                copy_rows[:, 0] = False
+            rows.append(copy_rows)
+        if num_text:
+            text_rows = open_rows.expand(-1, num_text, -1)
+            if text_region is not None:
+                # Referring captioning: the text queries see only the grounded region.
+                with torch.no_grad():
+                    region = F.interpolate(text_region[:, None].float(), attn_size,
+                                           mode='bilinear', align_corners=False).flatten(1)
+                    outside = region < 0.5
+                    outside &= ~outside.all(-1, keepdim=True)
+                text_rows = outside[:, None].expand(-1, num_text, -1)
+            rows.append(text_rows)
+        out = dict(normed=normed, mask_logits=mask_logits[:, :objects],
+                   global_embed=global_embed,
+                   attn=torch.cat(rows, 1).repeat_interleave(self.num_heads, dim=0))
+        if self.global_query == 'reweighted':
+            out['global_mask'] = mask_logits[:, objects]
+        if num_copies:
+            out['copy_masks'] = mask_logits[:, -num_copies:]
+        return out
 
     def forward(self, mask_features: Tensor, memories: List[Tensor], task: str = 'generic',
                 text_queries: Optional[Tensor] = None, text_padding: Optional[Tensor] = None,
@@ -66,8 +172,8 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
             mask_features: ``(B, C, H/4, W/4)``.
             memories: pixel-decoder memories, low to high resolution.
             task: ``generic``, ``retrieval``, ``referring`` or ``captioning``.
-            text_queries: ``(B, n, text_dims)``: the text encoder's token features of the
-                referring phrase, or of the caption so far (causal).
+            text_queries: ``(B, n, text_dims)``: the projected token features of the referring
+                phrase, or of the caption so far (causal).
             text_padding: ``(B, n)`` bool, True at padding.
             text_region: ``(B, H', W')`` in ``[0, 1]``: text queries cross-attend only inside
                 (referring captioning).
@@ -76,27 +182,75 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
             :class:`XDecoderOutput` with ``num_layers + 1`` predictions.
         """
         batch = mask_features.shape[0]
-        extra = self.global_query_feat.weight[None].expand(batch, -1, -1)
-        extra_pos = self.global_query_pos.weight[None].expand(batch, -1, -1)
-        num_text = 0
+        keys, key_pos = self.memory_keys(memories)
+        queries = torch.cat([self.query_feat.weight, self.global_query_feat.weight])
+        query_pos = torch.cat([self.query_pos.weight, self.global_query_pos.weight])
+        queries = queries[None].expand(batch, -1, -1)
+        query_pos = query_pos[None].expand(batch, -1, -1)
+        grounding = task == 'referring' and self.referring == 'grounding_copies'
+        num_text, num_copies, side, side_pos = 0, 0, None, None
         if text_queries is not None:
             num_text = text_queries.shape[1]
             if task == 'captioning' and num_text > self.caption_pos.num_embeddings:
                 raise ValueError(f'caption of {num_text} tokens is longer than the context '
                                  f'length {self.caption_pos.num_embeddings}')
             text = self.text_proj(text_queries)
-            text_pos = (self.caption_pos.weight[:num_text][None].expand(batch, -1, -1)
-                        if task == 'captioning' else torch.zeros_like(text))
-            extra = torch.cat([extra, text], dim=1)
-            extra_pos = torch.cat([extra_pos, text_pos], dim=1)
-        attn_mask = self_attention_mask(task, self.num_latent, num_text, text_padding,
-                                        device=mask_features.device)
+            if grounding:
+                # The copies cross-attend; the phrase tokens join the self-attention only,
+                # positioned by their first features.
+                num_copies = self.num_queries
+                queries = torch.cat([queries, queries[:, :num_copies]], dim=1)
+                query_pos = torch.cat([query_pos, query_pos[:, :num_copies]], dim=1)
+                side, side_pos = text, text
+            else:
+                if task == 'captioning':
+                    text_pos = self.caption_pos.weight[:num_text][None].expand(batch, -1, -1)
+                    if self.caption_query_pos == 'token_and_learned':
+                        text_pos = text + text_pos
+                else:
+                    text_pos = torch.zeros_like(text)
+                queries = torch.cat([queries, text], dim=1)
+                query_pos = torch.cat([query_pos, text_pos], dim=1)
+        attn_mask = self_attention_mask('grounding' if grounding else task, self.num_latent,
+                                        num_text, text_padding, device=mask_features.device)
         attn_mask = (attn_mask[0] if attn_mask.shape[0] == 1
                      else attn_mask.repeat_interleave(self.num_heads, dim=0))
-        out = super().forward(mask_features, memories, extra_queries=extra,
-                              self_attn_mask=attn_mask, extra_query_pos=extra_pos,
-                              extra_region=text_region)
-        return XDecoderOutput(query_embeds=out.query_embeds, mask_logits=out.mask_logits,
-                              extra_embeds=out.extra_embeds,
-                              global_embeds=[q[:, 0] for q in out.extra_embeds],
-                              text_embeds=[q[:, 1:] for q in out.extra_embeds])
+
+        predictions = [self._heads(queries, mask_features, memories[0].shape[-2:], num_copies,
+                                   text_region)]
+        for index, layer in enumerate(self.decoder.layers):
+            level = index % self.num_feature_levels
+            queries = layer.norms[0](layer.cross_attn(
+                query=queries, key=keys[level], value=keys[level], query_pos=query_pos,
+                key_pos=key_pos[level], attn_mask=predictions[-1]['attn']))
+            if side is not None:
+                joined = torch.cat([queries, side], dim=1)
+                joined_pos = torch.cat([query_pos, side_pos], dim=1)
+            else:
+                joined, joined_pos = queries, query_pos
+            joined = layer.norms[1](layer.self_attn(query=joined, key=joined, value=joined,
+                                                    query_pos=joined_pos, key_pos=joined_pos,
+                                                    attn_mask=attn_mask))
+            joined = layer.norms[2](layer.ffn(joined))
+            if side is not None:
+                queries, side = joined[:, :-num_text], joined[:, -num_text:]
+            else:
+                queries = joined
+            next_size = memories[(index + 1) % self.num_feature_levels].shape[-2:]
+            predictions.append(self._heads(queries, mask_features, next_size, num_copies,
+                                           text_region))
+
+        objects, text_start = self.num_queries, self.num_latent
+        out = XDecoderOutput(
+            query_embeds=[p['normed'][:, :objects] for p in predictions],
+            mask_logits=[p['mask_logits'] for p in predictions],
+            extra_embeds=[p['normed'][:, objects:] for p in predictions],
+            global_embeds=[p['global_embed'] for p in predictions])
+        if self.global_query == 'reweighted':
+            out.global_mask_logits = [p['global_mask'] for p in predictions]
+        if num_copies:
+            out.copy_embeds = [p['normed'][:, text_start:] for p in predictions]
+            out.copy_mask_logits = [p['copy_masks'] for p in predictions]
+        elif num_text:
+            out.text_embeds = [p['normed'][:, text_start:] for p in predictions]
+        return out
