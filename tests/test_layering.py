@@ -19,3 +19,14 @@ def test_no_unsafe_torch_load():
                  list((REPO / 'tools').glob('*.py'))
                  if re.search(r'weights_only\s*=\s*False', p.read_text())]
     assert not offenders
+
+
+def test_plugins_do_not_import_each_other():
+    packages = {p.name: p for p in list((REPO / 'plugins').glob('*/openseg_*'))
+                + [REPO / 'tests' / 'example_plugin' / 'openseg_example'] if p.is_dir()}
+    offenders = []
+    for name, package in packages.items():
+        others = set(packages) - {name}
+        pattern = re.compile(r'^\s*(from|import)\s+(' + '|'.join(others) + r')\b', re.M)
+        offenders += [str(p) for p in package.rglob('*.py') if pattern.search(p.read_text())]
+    assert not offenders

@@ -21,7 +21,7 @@ from typing import Callable, Dict
 import torch
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData, PixelData
 
@@ -45,6 +45,8 @@ def parse_args():
     parser.add_argument('--batch-size', type=int, default=2, help='training batch size')
     parser.add_argument('--compare-mmdet', action='store_true')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. model.text_encoder.templates=[{}.]')
     return parser.parse_args()
 
 
@@ -270,7 +272,7 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     if args.compare_mmdet:
         # mmdet's Mask2Former has no semantic output: ask both for the same work.
         cfg.model.postprocessor.semantic_on = False

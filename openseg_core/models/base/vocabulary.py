@@ -1,4 +1,5 @@
 """The classes a model names, as a value: things first, then stuff."""
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Tuple
 
@@ -40,7 +41,7 @@ class Vocabulary:
         names = things + stuff
         if not names:
             raise ValueError('the vocabulary is empty: give at least one class name')
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        repeated = sorted(n for n, count in Counter(names).items() if count > 1)
         if repeated:
             raise ValueError(f'the vocabulary repeats class names {repeated}; each name once')
         object.__setattr__(self, 'things', things)

@@ -4,10 +4,11 @@ from .classifier_head import CLASSIFICATIONS, TextClassifierHead
 from .criterion import MaskClassificationCriterion, MaskClassificationOutput
 from .postprocessor import MaskPostProcessor
 from .query_decoder import MaskedAttentionQueryDecoder, QueryDecoderOutput
-from .segmentor import OpenVocabMaskSegmentor, check_classification
+from .model import MaskClassificationModel, check_classification
+from .segmentor import OpenVocabMaskSegmentor
 from .targets import panoptic_targets
 
 __all__ = ['CLASSIFICATIONS', 'TextClassifierHead', 'MaskClassificationCriterion',
            'MaskClassificationOutput', 'MaskPostProcessor', 'MaskedAttentionQueryDecoder',
-           'QueryDecoderOutput', 'OpenVocabMaskSegmentor', 'check_classification',
+           'QueryDecoderOutput', 'MaskClassificationModel', 'OpenVocabMaskSegmentor', 'check_classification',
            'panoptic_targets']

@@ -36,6 +36,7 @@ model = dict(
                       templates=('{}.', 'openai_imagenet'), layer_norm_eps=1e-12,
                       frozen=False),
     strip_from_class_names=('-other', '-merged', '-stuff'),
+    project_text_queries=True,
     head=dict(embed_dims=hidden, proj_dims=hidden, token_dims=hidden, init_temperature=0.07,
               backbone_dims=768, max_logit_scale=None),
     criterion=dict(num_points=12544, matcher=dict(num_points=12544)),

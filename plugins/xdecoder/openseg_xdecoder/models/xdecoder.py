@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from mmdet.structures import SampleList
 from torch import Tensor, nn
 
-from openseg_core.models import (MaskClassificationOutput, OpenSegModel, Vocabulary,
-                                 check_classification)
+from openseg_core.models import (MaskClassificationModel, MaskClassificationOutput,
+                                 Vocabulary)
 from openseg_core.models.interfaces import implements
 from openseg_core.models.language import StepOutput, generate
 from openseg_core.models.mask_classification.query_decoder import resize_masks
@@ -37,7 +37,7 @@ class Features(NamedTuple):
 @implements('Model', example='xdecoder::xdecoder_tiny_shapes_mixed.py',
             inputs=dict(tasks=('panoptic', 'referring', 'captioning')))
 @MODELS.register_module()
-class XDecoder(OpenSegModel):
+class XDecoder(MaskClassificationModel):
     """Backbone -> pixel decoder -> :class:`XDecoderQueryDecoder` -> :class:`XDecoderHead`,
     with one text encoder for class names, referring phrases, captions and retrieval texts.
 
@@ -48,7 +48,7 @@ class XDecoder(OpenSegModel):
     and computes its own losses and predictions, as in the paper's pre-training.
 
     Args:
-        backbone, pixel_decoder: as in the core's ``OpenVocabMaskSegmentor``.
+        backbone, pixel_decoder: as in the core's ``MaskClassificationModel``.
         query_decoder: :class:`XDecoderQueryDecoder`.
         text_encoder: the core's ``OpenCLIPTextEncoder`` (causal, CLIP tokenizer).
         head: :class:`XDecoderHead`.
@@ -59,6 +59,10 @@ class XDecoder(OpenSegModel):
         background: the concept name that stands for "no object".
         strip_from_class_names: substrings removed from class names before prompting (the
             official model strips COCO's ``-other``, ``-merged``, ``-stuff``).
+        project_text_queries: pass every token feature the decoder reads (referring phrases,
+            caption prefixes) through the text encoder's projection, as the official model
+            does with ``lang_proj``; off, the decoder reads the tower's token features (the
+            projection then serves the pooled embedding only).
         thing_classes, stuff_classes: the initial vocabulary.
         default_task: task of samples without a ``task``.
         test_cfg: ``beam_size`` (1 = greedy, the official release; the paper's 5),
@@ -70,24 +74,20 @@ class XDecoder(OpenSegModel):
     def __init__(self, backbone: dict, pixel_decoder: dict, query_decoder: dict,
                  text_encoder: dict, head: dict, criterion: dict, postprocessor: dict,
                  tasks: Dict[str, dict], background: str = 'background',
-                 strip_from_class_names: Sequence[str] = (), thing_classes: Sequence[str] = (), stuff_classes: Sequence[str] = (),
+                 strip_from_class_names: Sequence[str] = (), project_text_queries: bool = True,
+                 thing_classes: Sequence[str] = (), stuff_classes: Sequence[str] = (),
                  default_task: str = 'generic', test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg=None):
         self.background = background
         self.strip_from_class_names = tuple(strip_from_class_names)
-        super().__init__(thing_classes=thing_classes, stuff_classes=stuff_classes,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.project_text_queries = project_text_queries
         if default_task not in tasks:
             raise ValueError(f'default_task {default_task!r} is not among the configured tasks '
                              f'{sorted(tasks)}')
-        self.backbone = MODELS.build(backbone)
-        self.pixel_decoder = MODELS.build(pixel_decoder)
-        self.query_decoder = MODELS.build(query_decoder)
-        self.text_encoder = MODELS.build(text_encoder)
-        self.head = MODELS.build(head)
-        self.criterion = MODELS.build(criterion)
-        self.postprocessor = MODELS.build(postprocessor)
-        check_classification(self.head, self.criterion, self.postprocessor)
+        super().__init__(backbone, pixel_decoder, query_decoder, text_encoder, head, criterion,
+                         postprocessor, thing_classes=thing_classes,
+                         stuff_classes=stuff_classes, data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
         self.tasks = nn.ModuleDict({name: MODELS.build(cfg) for name, cfg in tasks.items()})
         self.default_task = default_task
         self.test_cfg = dict(dict(beam_size=5, max_caption_len=30, length_penalty=1.0,
@@ -114,13 +114,19 @@ class XDecoder(OpenSegModel):
             names = tuple(name.replace(part, '') for name in names)
         return self.text_encoder.encode_vocabulary(names)
 
+    def text_queries(self, token_feats: Tensor) -> Tensor:
+        """``(N, n, W)`` token features -> what the decoder reads as text queries (projected
+        with ``project_text_queries``)."""
+        return self.text_encoder.project(token_feats) if self.project_text_queries \
+            else token_feats
+
     def encode_texts(self, texts: Sequence[str]) -> Dict[str, Tensor]:
-        """Sentences -> text queries ``tokens (N, n, D)`` (every token feature through the
-        text projection, as the official model; as long as the longest), ``padding (N, n)``
-        and unit ``embeds (N, D)`` (the end token's feature, projected)."""
+        """Sentences -> text queries ``tokens (N, n, W')`` (see :meth:`text_queries`; as long
+        as the longest), ``padding (N, n)`` and unit ``embeds (N, D)`` (the end token's
+        feature, projected)."""
         encoded = self.text_encoder(list(texts))
-        return dict(tokens=self.text_encoder.project(encoded.token_feats),
-                    padding=~encoded.mask, embeds=F.normalize(encoded.pooled, dim=-1))
+        return dict(tokens=self.text_queries(encoded.token_feats), padding=~encoded.mask,
+                    embeds=F.normalize(encoded.pooled, dim=-1))
 
     # ------------------------------------------------------------------ network pieces
     def extract_feat(self, inputs: Tensor) -> Features:
@@ -224,7 +230,7 @@ class XDecoder(OpenSegModel):
         # The query decoder keeps no KV cache (the returned cache stays None), so every step
         # re-runs it on the whole prefix.
         def step(ids: Tensor, cache: None) -> StepOutput:
-            prefix = self.text_encoder.project(self.text_encoder.encode_ids(ids))
+            prefix = self.text_queries(self.text_encoder.encode_ids(ids))
             decoded = self.query_decoder(feats.mask_features, feats.memories, task='captioning',
                                          text_queries=prefix, text_region=region)
             return StepOutput(self.head.caption_logits(decoded.text_embeds[-1][:, -1], table))

@@ -42,7 +42,7 @@ class CaptioningTask(BaseModule):
         encoded = model.text_encoder(captions)
         ids, real = encoded.token_ids, encoded.mask
         decoded = model.query_decoder(feats.mask_features, feats.memories, task='captioning',
-                                      text_queries=model.text_encoder.project(
+                                      text_queries=model.text_queries(
                                           encoded.token_feats[:, :-1]),
                                       text_padding=~real[:, :-1])
         logits = model.head.caption_logits(decoded.text_embeds[-1],

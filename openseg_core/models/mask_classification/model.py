@@ -1,0 +1,56 @@
+"""The base of mask-classification models: the parts every one of them builds."""
+from typing import Optional, Sequence
+
+from openseg_core.registry import MODELS
+
+from ..base import OpenSegModel
+
+
+class MaskClassificationModel(OpenSegModel):
+    """An :class:`OpenSegModel` made of a backbone, a pixel decoder, a query decoder, a text
+    encoder, a classification head, a criterion and a post-processor (the core's reference
+    segmentor, X-Decoder, ODISE's mask generator), which must agree on the classification rule.
+
+    Args:
+        backbone: ``(B, 3, H, W)`` -> features at strides 4-32 (e.g. mmdet ``ResNet``).
+        pixel_decoder: -> ``(B, C, H/4, W/4)`` mask features + memories (e.g. mmdet
+            ``MSDeformAttnPixelDecoder``).
+        query_decoder: e.g. :class:`MaskedAttentionQueryDecoder`.
+        text_encoder: e.g. :class:`OpenCLIPTextEncoder`.
+        head: e.g. :class:`TextClassifierHead`.
+        criterion: e.g. :class:`MaskClassificationCriterion`.
+        postprocessor: e.g. :class:`MaskPostProcessor`.
+        thing_classes, stuff_classes: the initial vocabulary.
+        data_preprocessor: e.g. mmdet ``DetDataPreprocessor``.
+
+    Raises:
+        ValueError: the head, criterion and post-processor disagree on the classification
+            rule (softmax with "no object" or sigmoid).
+    """
+
+    def __init__(self, backbone: dict, pixel_decoder: dict, query_decoder: dict,
+                 text_encoder: dict, head: dict, criterion: dict, postprocessor: dict,
+                 thing_classes: Sequence[str] = (), stuff_classes: Sequence[str] = (),
+                 data_preprocessor: Optional[dict] = None, init_cfg=None):
+        super().__init__(thing_classes=thing_classes, stuff_classes=stuff_classes,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.pixel_decoder = MODELS.build(pixel_decoder)
+        self.query_decoder = MODELS.build(query_decoder)
+        self.text_encoder = MODELS.build(text_encoder)
+        self.head = MODELS.build(head)
+        self.criterion = MODELS.build(criterion)
+        self.postprocessor = MODELS.build(postprocessor)
+        check_classification(self.head, self.criterion, self.postprocessor)
+
+
+def check_classification(head, criterion, postprocessor) -> None:
+    """Raise if a mask classifier's parts disagree on softmax-with-no-object vs sigmoid."""
+    rules = {'head': head.classification, 'criterion': criterion.classification,
+             'postprocessor': postprocessor.classification}
+    if len(set(rules.values())) > 1:
+        raise ValueError(
+            'the classification rule differs between parts: '
+            + ', '.join(f'{k} {v}' for k, v in rules.items())
+            + "; set head.classification and postprocessor.classification to the criterion's "
+            "(a sigmoid loss_cls such as FocalLoss means 'sigmoid')")
