@@ -6,6 +6,7 @@ any test run in an environment with openseg installed has the fixtures, wherever
 ``openseg_scope``  session, autouse: load the plugins and build under the core's scope, as a
                    user's script does first.
 ``shapes_root``    session: a small generated ``shapes`` dataset, read-only.
+``single_thread``  module: torch on one thread (small tensors).
 ``full_run``       session: a 4-iteration training run of :data:`TINY_CONFIG`.
 
 Tests import the helpers: ``from openseg_core.testing import run_tool, tiny_run_options``.
@@ -85,6 +86,17 @@ def openseg_scope():
     from openseg_core.registry import SCOPE
     load_plugins()
     init_default_scope(SCOPE)
+
+
+@pytest.fixture(scope='module')
+def single_thread():
+    """One intra-op thread for a module of small-tensor tests: faster, and much faster on busy
+    shared CPUs (``pytestmark = pytest.mark.usefixtures('single_thread')``)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session')

@@ -11,13 +11,8 @@ from openseg_core.models.language import StepOutput, generate
 V, EOS, MAX_NEW = 50, 1, 8
 
 
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    """Small tensors: one intra-op thread is faster, and much faster on busy shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small tensors: one intra-op thread is faster, and much faster on busy shared CPUs.
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _cut(rows, end):

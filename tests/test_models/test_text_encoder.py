@@ -89,7 +89,7 @@ def test_empty_vocabulary_and_bad_template_are_errors():
 
 def test_loads_local_weights_and_rejects_foreign_ones(tmp_path):
     source = _tiny()
-    full = {f'visual.dummy': torch.zeros(1), **source.tower.state_dict()}
+    full = {'visual.dummy': torch.zeros(1), **source.tower.state_dict()}
     torch.save(full, tmp_path / 'clip.pth')
     loaded = _tiny(pretrained=str(tmp_path / 'clip.pth'))
     assert torch.equal(loaded.tower.token_embedding.weight, source.tower.token_embedding.weight)

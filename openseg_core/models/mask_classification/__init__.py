@@ -10,5 +10,5 @@ from .targets import panoptic_targets
 
 __all__ = ['CLASSIFICATIONS', 'TextClassifierHead', 'MaskClassificationCriterion',
            'MaskClassificationOutput', 'MaskPostProcessor', 'MaskedAttentionQueryDecoder',
-           'QueryDecoderOutput', 'MaskClassificationModel', 'OpenVocabMaskSegmentor', 'check_classification',
-           'panoptic_targets']
+           'QueryDecoderOutput', 'MaskClassificationModel', 'OpenVocabMaskSegmentor',
+           'check_classification', 'panoptic_targets']

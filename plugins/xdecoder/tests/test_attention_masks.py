@@ -71,5 +71,6 @@ def test_grounding_keeps_latent_queries_apart_from_copies_and_text():
     assert torch.equal(mask[latent, latent], self_attention_mask('generic', m)[0])
     assert mask[latent, m:].all() and mask[m:, latent].all()
     assert not mask[copies, copies].any() and not mask[copies, 2 * m - 1].any()
+    assert not mask[text, copies][0].any()  # the real phrase token sees the copies
     assert mask[:2 * m - 1, -1].all()  # the padded token is nobody's key...
     assert not mask[-1, -1]  # ...and attends only itself

@@ -24,13 +24,8 @@ PIXEL_DECODER = dict(in_channels=(96, 192, 384, 768), feat_channels=512, out_cha
                      dropout=0.0, norm_cfg=dict(type='GN', num_groups=32))
 
 
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    """Small tensors: one intra-op thread is faster, and much faster on busy shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small tensors: one intra-op thread is faster, and much faster on busy shared CPUs.
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(scope='module')

@@ -27,7 +27,8 @@ def official_state():
 def model():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = MODELS.build(Config.fromfile(resolve_config('xdecoder::xdecoder_focalt_paper.py')).model)
+    cfg = Config.fromfile(resolve_config('xdecoder::xdecoder_focalt_paper.py'))
+    model = MODELS.build(cfg.model)
     yield model
     torch.set_num_threads(threads)
 

@@ -1,4 +1,6 @@
 """The X-Decoder model: mixed-task losses, batched prediction for every task, Fig. 4 effects."""
+import functools
+
 import pytest
 import torch
 from mmengine.config import Config
@@ -90,16 +92,17 @@ def test_caption_text_does_not_change_latent_outputs(model, datasets):
     object queries do, and the global query never does."""
     model.eval()
     feats = model.extract_feat(_batch(model, datasets, 'val', 1, False)['inputs'][:1])
+    decode = functools.partial(model.query_decoder, feats.mask_features, feats.memories)
     text_a = _token_feats(model, torch.tensor([[49406, 320, 736]]))
     text_b = _token_feats(model, torch.tensor([[49406, 1746, 3999]]))
-    cap_a = model.query_decoder(feats.mask_features, feats.memories, task='captioning', text_queries=text_a)
-    cap_b = model.query_decoder(feats.mask_features, feats.memories, task='captioning', text_queries=text_b)
-    retrieval = model.query_decoder(feats.mask_features, feats.memories, task='retrieval')
+    cap_a = decode(task='captioning', text_queries=text_a)
+    cap_b = decode(task='captioning', text_queries=text_b)
+    retrieval = decode(task='retrieval')
     torch.testing.assert_close(cap_a.query_embeds[-1], cap_b.query_embeds[-1])
     torch.testing.assert_close(cap_a.global_embeds[-1], retrieval.global_embeds[-1])
     assert not torch.allclose(cap_a.text_embeds[-1], cap_b.text_embeds[-1])
-    ref_a = model.query_decoder(feats.mask_features, feats.memories, task='referring', text_queries=text_a)
-    ref_b = model.query_decoder(feats.mask_features, feats.memories, task='referring', text_queries=text_b)
+    ref_a = decode(task='referring', text_queries=text_a)
+    ref_b = decode(task='referring', text_queries=text_b)
     assert not torch.allclose(ref_a.query_embeds[-1], ref_b.query_embeds[-1])
     torch.testing.assert_close(ref_a.global_embeds[-1], retrieval.global_embeds[-1])
 
@@ -108,14 +111,15 @@ def test_caption_text_does_not_change_latent_outputs(model, datasets):
 def test_region_restricts_what_caption_queries_see(model, datasets):
     model.eval()
     feats = model.extract_feat(_batch(model, datasets, 'val', 1, False)['inputs'][:1])
+    decode = functools.partial(model.query_decoder, feats.mask_features, feats.memories)
     text = _token_feats(model, torch.tensor([[49406, 320]]))
     h, w = feats.mask_features.shape[-2:]
     corner = torch.zeros(1, h, w)
     corner[:, :h // 2, :w // 2] = 1
-    full = model.query_decoder(feats.mask_features, feats.memories, task='captioning', text_queries=text)
-    inside = model.query_decoder(feats.mask_features, feats.memories, task='captioning', text_queries=text,
+    full = decode(task='captioning', text_queries=text)
+    inside = decode(task='captioning', text_queries=text,
                                  text_region=corner)
-    everywhere = model.query_decoder(feats.mask_features, feats.memories, task='captioning', text_queries=text,
+    everywhere = decode(task='captioning', text_queries=text,
                                      text_region=torch.ones(1, h, w))
     assert not torch.allclose(full.text_embeds[-1], inside.text_embeds[-1])
     torch.testing.assert_close(full.text_embeds[-1], everywhere.text_embeds[-1])
