@@ -14,6 +14,12 @@ from openseg_core.engine.cli import load_config
 from openseg_core.registry import MODELS
 
 
+#: An image array -> the model's input and an ``OpenSegDataSample`` with its shapes.
+INFERENCE_PIPELINE = [
+    dict(type='mmdet.LoadImageFromNDArray'),
+    dict(type='PackOpenSegInputs', meta_keys=('ori_shape', 'img_shape', 'scale_factor'))]
+
+
 class Segmenter:
     """Loads a model once; each call segments one image with the vocabulary it is given.
 
@@ -29,10 +35,7 @@ class Segmenter:
         if checkpoint is not None:
             load_checkpoint(self.model, checkpoint, map_location='cpu')
         self.model.to(device).eval()
-        self.pipeline = Compose([
-            dict(type='mmdet.LoadImageFromNDArray'),
-            dict(type='mmdet.PackDetInputs', meta_keys=('ori_shape', 'img_shape',
-                                                         'scale_factor'))])
+        self.pipeline = Compose(INFERENCE_PIPELINE)
 
     @torch.no_grad()
     def __call__(self, image, things: Sequence[str], stuff: Sequence[str] = (),
@@ -82,9 +85,7 @@ class Segmenter:
 def preprocess_images(model, images: Sequence, pipeline: Optional[Compose] = None) -> dict:
     """Image paths or ``(H, W, 3)`` BGR arrays -> the model's batch: ``inputs (B, 3, H, W)``
     and ``data_samples`` with ``ori_shape``/``img_shape``."""
-    pipeline = pipeline or Compose([
-        dict(type='mmdet.LoadImageFromNDArray'),
-        dict(type='mmdet.PackDetInputs', meta_keys=('ori_shape', 'img_shape', 'scale_factor'))])
+    pipeline = pipeline or Compose(INFERENCE_PIPELINE)
     inputs, samples = [], []
     for image in images:
         if isinstance(image, str):
