@@ -139,6 +139,15 @@ class MaskedAttentionQueryDecoder(BaseModule):
         blocked = resized.flatten(2).sigmoid() < self.mask_threshold
         return blocked & ~blocked.all(-1, keepdim=True)
 
+    @torch.no_grad()
+    def blocked_outside(self, region: Tensor, attn_size) -> Tensor:
+        """``(B, H', W')`` region in ``[0, 1]`` -> ``(B, h' * w')`` True outside it at the next
+        memory's size (everywhere False if the region is empty there)."""
+        region = F.interpolate(region[:, None].float(), attn_size, mode='bilinear',
+                               align_corners=False).flatten(1)
+        outside = region < 0.5
+        return outside & ~outside.all(-1, keepdim=True)
+
     def _predict_masks(self, queries: Tensor, mask_features: Tensor, num_mask_queries: int,
                        attn_size, extra_region: Optional[Tensor] = None) -> tuple:
         """Returns normed queries ``(B, Q, C)``, mask logits ``(B, Q_mask, h, w)`` and the
@@ -153,12 +162,7 @@ class MaskedAttentionQueryDecoder(BaseModule):
             # image, or only a given region (X-Decoder's mask-modulated captioning).
             extra = blocked.new_zeros(blocked.shape[0], num_extra, blocked.shape[2])
             if extra_region is not None:
-                with torch.no_grad():
-                    region = F.interpolate(extra_region[:, None].float(), attn_size,
-                                           mode='bilinear', align_corners=False).flatten(1)
-                    outside = region < 0.5
-                    outside &= ~outside.all(-1, keepdim=True)
-                extra = outside[:, None].expand_as(extra)
+                extra = self.blocked_outside(extra_region, attn_size)[:, None].expand_as(extra)
             blocked = torch.cat([blocked, extra], dim=1)
         return queries, mask_logits, blocked.repeat_interleave(self.num_heads, dim=0)
 

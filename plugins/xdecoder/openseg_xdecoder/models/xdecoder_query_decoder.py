@@ -3,7 +3,6 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openseg_core.models.interfaces import implements
@@ -147,12 +146,8 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
             text_rows = open_rows.expand(-1, num_text, -1)
             if text_region is not None:
                 # Referring captioning: the text queries see only the grounded region.
-                with torch.no_grad():
-                    region = F.interpolate(text_region[:, None].float(), attn_size,
-                                           mode='bilinear', align_corners=False).flatten(1)
-                    outside = region < 0.5
-                    outside &= ~outside.all(-1, keepdim=True)
-                text_rows = outside[:, None].expand(-1, num_text, -1)
+                text_rows = self.blocked_outside(text_region, attn_size)[:, None].expand(
+                    -1, num_text, -1)
             rows.append(text_rows)
         out = dict(normed=normed, mask_logits=mask_logits[:, :objects],
                    global_embed=global_embed,
