@@ -2,6 +2,7 @@
 losses, matching) and one folder per model family (:mod:`.mask_classification`,
 :mod:`.detection`, :mod:`.language`). Backbones and pixel decoders are mmdet's, used by
 name."""
+from .backbones import *  # noqa: F401,F403
 from .base import *  # noqa: F401,F403
 from .clip import MODEL_CONFIG_DIR  # noqa: F401  (registers openseg's CLIP architectures)
 from .data_preprocessors import *  # noqa: F401,F403

@@ -3,7 +3,7 @@
 # Trains on COCO panoptic laid out as data/coco/{train2017,val2017,annotations/...}.
 # Pretrained parts load from local files: set model.backbone.init_cfg.checkpoint and
 # model.text_encoder.pretrained (e.g. open_clip's ViT-B-16 openai .pt/.bin file).
-_base_ = ['./ovseg_tiny_shapes.py']
+_base_ = ['./ovseg_tiny_shapes_scratch.py']
 
 embed = 256
 data_root = 'data/coco/'

@@ -152,3 +152,25 @@ def check_postprocessor(part) -> None:
         instances = result['pred_instances']
         expect(bool((instances.labels < 2).all()), 'instances are things')
         expect(instances.masks.shape[-2:] == (120, 100), 'instance masks at the original size')
+
+
+@contract('mask_classification.RegionEnsemble')
+def check_region_ensemble(part) -> None:
+    """Learned logits ``(B, Q, K + 1)`` + CLIP region and class embeddings -> ensembled
+    logits ``(B, Q, K + 1)``: probabilities that sum to one, the learned "no object"
+    probability kept, and queries without a region left as the learned classifier says."""
+    vocabulary = Vocabulary(('circle', 'square'), ('sky',))
+    cls_logits = torch.randn(2, 5, 4) * 3
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    valid[1, 3] = False
+    out = part(cls_logits, torch.randn(2, 5, 8), torch.nn.functional.normalize(
+        torch.randn(3, 8), dim=-1), torch.tensor(4.6), valid, vocabulary)
+    expect_shape(out, (2, 5, 4), 'ensembled logits')
+    expect_finite(out, 'ensembled logits')
+    probs, learned = out.exp(), cls_logits.softmax(-1)
+    expect(torch.allclose(probs.sum(-1), torch.ones(2, 5), atol=1e-4),
+           'the ensemble returns log-probabilities')
+    expect(torch.allclose(probs[..., -1], learned[..., -1], atol=1e-4),
+           'the learned "no object" probability is kept')
+    expect(torch.allclose(probs[1, 3], learned[1, 3], atol=1e-4),
+           'a query without a region keeps the learned probabilities')

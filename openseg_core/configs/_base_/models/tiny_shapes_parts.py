@@ -6,6 +6,20 @@ tiny_data_preprocessor = dict(
     type='MultiTaskDataPreprocessor', mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_size_divisor=32, pad_mask=True,
     mask_pad_value=0, pad_seg=True, seg_pad_value=255)
+# The small CLIP trained on `shapes` image-caption pairs (docs/pretrained_clip.md), built once
+# into the openseg cache by `openseg pretrain-clip` (or the first command that needs it).
+shapes_clip = 'openseg://shapes_clip'
+shapes_clip_text_encoder = dict(type='OpenCLIPTextEncoder', model_name='ShapesCLIP-RN',
+                                pretrained=shapes_clip, frozen=True)
+# Its image tower as a frozen backbone (FC-CLIP): strides 4-32, 64-512 channels; the input
+# normalised with CLIP's mean and std, as the tower was trained.
+shapes_clip_backbone = dict(type='OpenCLIPImageBackbone', model_name='ShapesCLIP-RN',
+                            pretrained=shapes_clip, frozen=True)
+shapes_clip_channels = [64, 128, 256, 512]
+# open_clip's OPENAI_DATASET_MEAN / STD, in 0-255.
+clip_data_preprocessor = dict(
+    tiny_data_preprocessor, mean=[122.770938, 116.7460125, 104.09373615],
+    std=[68.5005327, 66.6321579, 70.32316305])
 tiny_backbone = dict(type='ResNet', depth=18, base_channels=16, num_stages=4,
                      out_indices=(0, 1, 2, 3), frozen_stages=-1, norm_cfg=dict(type='BN'),
                      norm_eval=False, style='pytorch')

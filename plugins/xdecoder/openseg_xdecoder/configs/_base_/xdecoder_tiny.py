@@ -1,7 +1,7 @@
 # X-Decoder sized to train on `shapes` on a 2-core CPU in minutes: the core reference model's
 # backbone, pixel decoder and decoder sizes (ResNet-18 at 1/4 width, 2 deformable encoder
-# layers, 4 decoder layers, width 64), 20 object queries + the global query, and a 2-layer
-# width-64 CLIP-style causal text encoder (random weights: tests and `shapes` need no download).
+# layers, 4 decoder layers, width 64), 20 object queries + the global query, and the 2-layer
+# width-64 text tower of the small CLIP pretrained on `shapes` (docs/pretrained_clip.md).
 _base_ = ['openseg_core::_base_/models/tiny_shapes_parts.py']
 
 embed = 64
@@ -14,13 +14,11 @@ model = dict(
         type='xdecoder.XDecoderQueryDecoder', num_queries=21, text_dims=embed,
         context_length=77, embed_dims=embed, memory_channels=embed, num_feature_levels=3,
         transformer_decoder={{_base_.tiny_transformer_decoder}}),
-    text_encoder=dict(type='OpenCLIPTextEncoder', model_name='ViT-B-16', embed_dim=embed,
-                      text_cfg=dict(width=embed, heads=2, layers=2), pretrained=None,
-                      templates=('an image of a {}.',), frozen=True),
-    # As in the core's tiny config: a random text tower embeds all prompts within a small
-    # cone, so the logit scale starts at CLIP's largest, 1/0.01.
+    # The text tower of the small CLIP pretrained on `shapes` (as X-Decoder starts from
+    # UniCL's); width 64, 2 layers.
+    text_encoder=dict(**_base_.shapes_clip_text_encoder, templates=('an image of a {}.',)),
     head=dict(type='xdecoder.XDecoderHead', embed_dims=embed, proj_dims=embed,
-              token_dims=embed, init_temperature=0.01),
+              token_dims=embed, init_temperature=0.07),
     criterion={{_base_.tiny_criterion}},
     # The official model passes the text queries through lang_proj too; trained from scratch
     # here, sharing that projection between the queries and the pooled (retrieval) embedding
