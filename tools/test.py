@@ -2,13 +2,12 @@
 import argparse
 import os.path as osp
 
-from mmengine.runner import Runner
-
+from openseg_core.engine import OpenSegRunner
 from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_config,
                                      run_tool)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Evaluate an openseg model')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -16,13 +15,15 @@ def parse_args():
                         '(relative to the work dir\'s timestamped folder)')
     parser.add_argument('--out', help='dump the raw predictions to this .pkl file')
     add_common_args(parser)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
+    if args.partial_load:
+        cfg.load_strict = False
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint
@@ -36,7 +37,7 @@ def main():
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpDetResults', out_file_path=args.out))
     with cleanup_on_error(cfg.work_dir):
-        Runner.from_cfg(cfg).test()
+        OpenSegRunner.from_cfg(cfg).test()
 
 
 if __name__ == '__main__':

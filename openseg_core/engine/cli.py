@@ -30,6 +30,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher (tools/dist_train.sh uses pytorch)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--partial-load', action='store_true',
+                        help='load the weights of a checkpoint that fit the model and skip the '
+                        'rest (default: a checkpoint that does not fit is an error)')
 
 
 def load_config(path: Union[str, os.PathLike], cfg_options: Optional[dict] = None,
