@@ -50,7 +50,7 @@ val_evaluator = [
          seg_prefix=data_root + 'annotations/panoptic_val/', nproc=1,
          backend_args=backend_args),
     dict(type='SemSegMetric', iou_metrics=['mIoU']),
-    dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json',
+    dict(type='OpenVocabCocoMetric', ann_file=data_root + 'annotations/instances_val.json',
          metric=['segm'], backend_args=backend_args),
 ]
 test_evaluator = val_evaluator

@@ -52,7 +52,7 @@ val_evaluator = [
     dict(type='OpenVocabPanopticMetric', ann_file=data_root + 'annotations/panoptic_val2017.json',
          seg_prefix=data_root + 'annotations/panoptic_val2017/', nproc=2),
     dict(type='SemSegMetric', iou_metrics=['mIoU']),
-    dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val2017.json',
+    dict(type='OpenVocabCocoMetric', ann_file=data_root + 'annotations/instances_val2017.json',
          metric=['segm']),
 ]
 test_evaluator = val_evaluator
