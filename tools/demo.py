@@ -17,16 +17,17 @@ import tempfile
 import numpy as np
 import torch
 
-from openseg_core.engine.cli import cleanup_on_error, run_tool
-from openseg_core.inference import (MAX_IMAGE_PIXELS, Segmenter, draw_overlay,
+from openseg_core.engine.cli import UserError, cleanup_on_error, run_tool
+from openseg_core.inference import (MAX_IMAGE_PIXELS, Segmenter, check_image, draw_overlay,
                                     drawable_segments, preprocess_images, read_image)
+from openseg_core.models.base import Vocabulary
 from openseg_core.plugins import load_plugins
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('image', help='image file, or a directory of images')
     parser.add_argument('config')
@@ -88,8 +89,10 @@ def run_segmentation(args, images):
     if not any(s.strip() for s in things + stuff):
         raise ValueError('the vocabulary is empty: pass --things and/or --stuff, e.g. '
                          '--things "dog,cat"')
+    things = [n.strip() for n in things if n.strip()]
+    stuff = [n.strip() for n in stuff if n.strip()]
+    names = list(Vocabulary(things, stuff).names)  # checked before the model loads
     segmenter = _segmenter(args)
-    names = [n.strip() for n in things if n.strip()] + [n.strip() for n in stuff if n.strip()]
     for image in images:
         array = read_image(image, args.max_pixels or None)
         result = segmenter(array, things, stuff, score_thr=args.score_thr)
@@ -159,7 +162,13 @@ def _save_json(data, path: str) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        raise UserError(f'--device {args.device} needs a CUDA GPU and torch sees none; use '
+                        '--device cpu')
     images = _images(args.image)
+    # Every input is checked before the model loads: a bad file fails in a second.
+    for image in images:
+        check_image(image, args.max_pixels or None)
     # A failed run leaves the output directory as it found it (absent if it was).
     with cleanup_on_error(args.out_dir):
         if args.task in ('panoptic', 'semantic', 'instance'):

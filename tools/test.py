@@ -1,5 +1,6 @@
 """Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--show-dir DIR]``."""
 import argparse
+import os
 import os.path as osp
 
 from openseg_core.engine import OpenSegRunner
@@ -8,7 +9,7 @@ from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_con
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Evaluate an openseg model')
+    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description='Evaluate an openseg model')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--show-dir', help='write overlays of the predictions here '
@@ -20,6 +21,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.out and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must end in .pkl, got {args.out}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     if args.partial_load:
@@ -31,8 +34,6 @@ def main(argv=None):
         vis = cfg.default_hooks.visualization
         vis.update(draw=True, test_out_dir=args.show_dir, interval=1)
     if args.out:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out must end in .pkl, got {args.out}')
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpDetResults', out_file_path=args.out))

@@ -1,5 +1,6 @@
 """Train a model: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]``."""
 import argparse
+import os
 import os.path as osp
 
 import torch
@@ -10,7 +11,7 @@ from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_con
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train an openseg model')
+    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description='Train an openseg model')
     parser.add_argument('config', help='config file')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',

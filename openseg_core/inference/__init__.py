@@ -1,5 +1,5 @@
-from .segmenter import (MAX_IMAGE_PIXELS, Segmenter, draw_overlay, drawable_segments,
-                        inference_pipeline, preprocess_images, read_image)
+from .segmenter import (MAX_IMAGE_PIXELS, Segmenter, check_image, draw_overlay,
+                        drawable_segments, inference_pipeline, preprocess_images, read_image)
 
-__all__ = ['MAX_IMAGE_PIXELS', 'Segmenter', 'draw_overlay', 'drawable_segments',
+__all__ = ['MAX_IMAGE_PIXELS', 'Segmenter', 'check_image', 'draw_overlay', 'drawable_segments',
            'inference_pipeline', 'preprocess_images', 'read_image']

@@ -54,6 +54,16 @@ def read_image(path: str, max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -> np.nd
     Raises:
         FileNotFoundError, ValueError: one line naming the file and what to do.
     """
+    return _open_image(path, max_pixels, decode=True)
+
+
+def check_image(path: str, max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -> None:
+    """What :func:`read_image` checks before decoding (exists, is an image, size), from the
+    file's header: cheap enough to check every input before a model is loaded."""
+    _open_image(path, max_pixels, decode=False)
+
+
+def _open_image(path, max_pixels: Optional[int], decode: bool) -> Optional[np.ndarray]:
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'image not found: {path}')
@@ -69,8 +79,9 @@ def read_image(path: str, max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -> np.nd
                         f'image {path} is {width}x{height} ({width * height / 1e6:.1f} '
                         f'megapixels), above the limit of {max_pixels / 1e6:.1f}: downscale it, '
                         'or raise the limit (demo: --max-pixels; Segmenter(max_pixels=...))')
-                image = ImageOps.exif_transpose(image)
-                array = _to_rgb(image)
+                if not decode:
+                    return None
+                array = _to_rgb(ImageOps.exif_transpose(image))
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise ValueError(f'{path} is not an image openseg can read '
                          f'({str(exc).split(" (")[0]}); {IMAGE_HINT}') from None
@@ -122,6 +133,9 @@ class Segmenter:
 
     def __init__(self, config: str, checkpoint: Optional[str] = None, device: str = 'cpu',
                  strict: bool = True, max_pixels: Optional[int] = MAX_IMAGE_PIXELS):
+        if str(device).startswith('cuda') and not torch.cuda.is_available():
+            raise ValueError(f'device {device!r} needs a CUDA GPU and torch sees none; use '
+                             "device 'cpu' (demo: --device cpu)")
         cfg = load_config(config)
         self.model = MODELS.build(cfg.model)
         if checkpoint is not None:
@@ -146,6 +160,10 @@ class Segmenter:
             - ``instances``: things scored at least ``score_thr``, best first: ``label``,
               ``score``, ``mask`` (``(H, W)`` bool).
         """
+        for kind, names in (('things', things), ('stuff', stuff)):
+            if isinstance(names, str):
+                raise TypeError(f'{kind} must be a list of class names, not the string '
+                                f'{names!r}; e.g. {[n.strip() for n in names.split(",")]!r}')
         things = [t.strip() for t in things if t.strip()]
         stuff = [s.strip() for s in stuff if s.strip()]
         self.model.set_vocabulary(things, stuff)
