@@ -19,9 +19,10 @@ def test_config_file_not_found(tmp_path):
 
 def test_config_with_a_syntax_error(tmp_path):
     (tmp_path / 'mine.py').write_text("model = dict(type='OpenVocabMaskSegmentor'\n")
+    before = snapshot(tmp_path)
     result = run_tool_in_process(['test.py', 'mine.py', 'ckpt.pth'], cwd=tmp_path)
-    assert_one_line_error(result, 'test.py', 'syntax error', 'mine.py')
-    assert snapshot(tmp_path) == [('mine.py', 41)]
+    assert_one_line_error(result, 'test.py', 'config mine.py has a syntax error', 'line 1')
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize('option, message', [
