@@ -9,7 +9,8 @@ from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_con
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description='Evaluate an openseg model')
+    parser = argparse.ArgumentParser(
+        prog=os.path.basename(__file__), description='Evaluate an openseg model')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--show-dir', help='write overlays of the predictions here '

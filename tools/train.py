@@ -11,7 +11,8 @@ from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_con
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description='Train an openseg model')
+    parser = argparse.ArgumentParser(
+        prog=os.path.basename(__file__), description='Train an openseg model')
     parser.add_argument('config', help='config file')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',

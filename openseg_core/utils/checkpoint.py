@@ -41,7 +41,8 @@ def read_checkpoint(path: str, what: str = 'checkpoint',
                     map_location: Union[str, Callable, None] = 'cpu') -> dict:
     """``torch.load(path, weights_only=True)`` with one-line errors for a bad file.
 
-    Never suggests ``weights_only=False``: a file someone else made could run code on load.
+    Never suggests turning the weights-only check off: a file someone else made could run code
+    on load.
     """
     path = str(path)
     if not os.path.isfile(path):
@@ -53,12 +54,16 @@ def read_checkpoint(path: str, what: str = 'checkpoint',
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r'Unsupported global: GLOBAL ([\w.]+)', str(exc))
-        culprit = f' (it pickles {found.group(1)})' if found else ''
+        if found is None:  # not torch.save's format: a raw pickle, or not a pickle at all
+            raise CheckpointError(f'{what} {path} is not a readable PyTorch checkpoint (not '
+                                  'written by torch.save); give a .pth written by openseg\'s '
+                                  'tools, or convert an official one with '
+                                  'tools/convert_checkpoint.py') from None
         raise CheckpointError(
-            f'{what} {path} holds Python objects besides tensors{culprit}, and openseg only '
-            'loads tensors and plain containers from a file, since anything else could run '
-            'code; use a checkpoint written by openseg\'s tools, or convert an official one '
-            'with tools/convert_checkpoint.py') from None
+            f'{what} {path} holds Python objects besides tensors (it pickles {found.group(1)}), '
+            'and openseg only loads tensors and plain containers from a file, since anything '
+            'else could run code; use a checkpoint written by openseg\'s tools, or convert an '
+            'official one with tools/convert_checkpoint.py') from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError) as exc:
         reason = str(exc).split('.')[0].strip() or type(exc).__name__
         raise CheckpointError(f'{what} {path} is not a readable PyTorch checkpoint (truncated, '

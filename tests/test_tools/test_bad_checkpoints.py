@@ -25,12 +25,14 @@ class Payload:
 def broken_files(tmp_path, tiny_checkpoint):
     data = tiny_checkpoint.read_bytes()
     files = dict(truncated=tmp_path / 'truncated.pth', empty=tmp_path / 'empty.pth',
-                 pickled=tmp_path / 'pickled.pth', text=tmp_path / 'notes.pth')
+                 pickled=tmp_path / 'pickled.pth', text=tmp_path / 'notes.pth',
+                 raw_pickle=tmp_path / 'raw.pkl')
     files['truncated'].write_bytes(data[:len(data) // 2])
     files['empty'].write_bytes(b'')
     files['text'].write_text('hello')
-    with open(files['pickled'], 'wb') as handle:
-        pickle.dump(dict(state_dict={}, payload=Payload()), handle)
+    torch.save(dict(state_dict={}, payload=Payload()), files['pickled'])
+    with open(files['raw_pickle'], 'wb') as handle:
+        pickle.dump(dict(state_dict={}), handle)
     return files
 
 
@@ -38,7 +40,9 @@ def broken_files(tmp_path, tiny_checkpoint):
     ('truncated', 'is not a readable PyTorch checkpoint (truncated, corrupt'),
     ('empty', 'is empty (0 bytes)'),
     ('text', 'is not a readable PyTorch checkpoint'),
-    ('pickled', 'holds Python objects besides tensors'),
+    ('pickled', 'holds Python objects besides tensors (it pickles '
+                'tests.test_tools.test_bad_checkpoints.Payload)'),
+    ('raw_pickle', 'is not a readable PyTorch checkpoint (not written by torch.save)'),
 ])
 def test_unreadable_checkpoint(shapes_root, tmp_path, broken_files, kind, message):
     work = tmp_path / 'work'

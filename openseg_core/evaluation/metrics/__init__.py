@@ -3,5 +3,5 @@ from .open_vocab_panoptic_metric import OpenVocabCocoMetric, OpenVocabPanopticMe
 from .referring_metric import ReferringSegMetric, mask_iou_stats
 from .retrieval_metric import RetrievalMetric, retrieval_ranks
 
-__all__ = ['CaptionMetric', 'OpenVocabCocoMetric', 'OpenVocabPanopticMetric', 'ReferringSegMetric', 'RetrievalMetric',
-           'mask_iou_stats', 'retrieval_ranks', 'tokenize_caption']
+__all__ = ['CaptionMetric', 'OpenVocabCocoMetric', 'OpenVocabPanopticMetric', 'ReferringSegMetric',
+           'RetrievalMetric', 'mask_iou_stats', 'retrieval_ranks', 'tokenize_caption']

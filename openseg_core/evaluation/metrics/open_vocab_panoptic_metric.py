@@ -4,6 +4,7 @@ import math
 from typing import Dict, Sequence
 
 from mmdet.evaluation import CocoMetric, CocoPanopticMetric
+from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.evaluation.metrics.coco_panoptic_metric import (PQStat, parse_pq_results,
                                                            print_panoptic_table)
 from mmengine.evaluator import BaseMetric
@@ -46,7 +47,8 @@ class OpenVocabPanopticMetric(CocoPanopticMetric):
     ``dataset_meta['classes'][i]`` matched by name, and PQ averages over those classes.
 
     A group with no class to score (a things-only or stuff-only vocabulary, or classes that
-    never occur) has PQ/SQ/RQ ``nan`` (not applicable) where panopticapi divides by zero.
+    never occur) has PQ/SQ/RQ ``nan`` (not applicable) where panopticapi divides by zero, and
+    stuff of label 0 is scored (mmdet's metric writes it as VOID).
     Same arguments as ``CocoPanopticMetric``.
     """
 
@@ -76,6 +78,19 @@ class OpenVocabPanopticMetric(CocoPanopticMetric):
         # ``dataset['categories']``) and averages PQ over ``categories``.
         self._coco_api.dataset['categories'] = vocabulary
         self._coco_api.cats = self.categories = {c['id']: c for c in vocabulary}
+
+    def _parse_predictions(self, pred: dict, img_id: int, segm_file: str,
+                           label2cat=None) -> dict:
+        # A segment's id is label + instance * INSTANCE_OFFSET and stuff has instance 0, so
+        # stuff of label 0 (the first class of a stuff-only vocabulary) has id 0, which
+        # panopticapi reads as VOID: mmdet's metric silently loses that class. It gets an id
+        # no other segment of the image uses, with the same label.
+        pan = pred['pred_panoptic_seg']['sem_seg']
+        if bool((pan == 0).any()):
+            pan = pan.clone()
+            pan[pan == 0] = (int(pan.max()) // INSTANCE_OFFSET + 1) * INSTANCE_OFFSET
+            pred = dict(pred, pred_panoptic_seg=dict(pred['pred_panoptic_seg'], sem_seg=pan))
+        return super()._parse_predictions(pred, img_id, segm_file, label2cat)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         if self.tmp_dir is None:
