@@ -11,6 +11,7 @@ import re
 from typing import Callable, Dict, List, Optional, Union
 
 import torch
+from mmengine.logging import print_log
 from torch import nn
 
 
@@ -154,7 +155,6 @@ def load_model_weights(model: nn.Module, checkpoint: dict, path: str = 'checkpoi
     result = model.load_state_dict(fitting, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith(SOURCE_KEY)]
     if shapes or missing or result.unexpected_keys:
-        from mmengine.logging import print_log
         print_log(f'partial load of {path}: {len(shapes)} weights of other shapes skipped, '
                   f'{len(missing)} model weights left as initialised, '
                   f'{len(result.unexpected_keys)} checkpoint weights unused'
