@@ -15,20 +15,21 @@ import torch
 
 from openseg_core.engine.cli import UserError, run_tool
 from openseg_core.plugins import load_plugins
+from openseg_core.utils.checkpoint import read_checkpoint
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__,
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('converter', nargs='?', help='converter name (see --list)')
     parser.add_argument('src', nargs='?', help='official checkpoint')
     parser.add_argument('dst', nargs='?', help='output .pth')
     parser.add_argument('--list', action='store_true', help='list the installed converters')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     converters = load_plugins().checkpoint_converters()
     if args.list:
         for name in sorted(converters):
@@ -39,14 +40,16 @@ def main():
     if args.converter not in converters:
         raise UserError(f'unknown converter {args.converter!r}; installed: '
                         f'{", ".join(sorted(converters)) or "none"}')
-    if not os.path.isfile(args.src):
-        raise FileNotFoundError(f'checkpoint not found: {args.src}')
+    state = read_checkpoint(args.src, 'official checkpoint')
     try:
-        state = torch.load(args.src, map_location='cpu', weights_only=True)
-    except Exception as exc:
-        raise UserError(f'{args.src} is not a tensor checkpoint torch can read safely '
-                        f'({type(exc).__name__})') from exc
-    converted = converters[args.converter](state)
+        converted = converters[args.converter](state)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise UserError(f'converter {args.converter!r} cannot convert {args.src} '
+                        f'({type(exc).__name__}: {exc}); is it the official checkpoint this '
+                        'converter is for?') from None
+    if not converted:
+        raise UserError(f'converter {args.converter!r} found none of its weights in {args.src}; '
+                        'is it the official checkpoint this converter is for?')
     out_dir = os.path.dirname(os.path.abspath(args.dst))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.pth')

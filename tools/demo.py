@@ -14,20 +14,20 @@ import json
 import os
 import tempfile
 
-import mmcv
 import numpy as np
 import torch
 
-from openseg_core.engine.cli import run_tool
-from openseg_core.inference import (Segmenter, draw_overlay, drawable_segments,
-                                    preprocess_images)
+from openseg_core.engine.cli import UserError, cleanup_on_error, run_tool
+from openseg_core.inference import (MAX_IMAGE_PIXELS, Segmenter, check_image, draw_overlay,
+                                    drawable_segments, preprocess_images, read_image)
+from openseg_core.models.base import Vocabulary
 from openseg_core.plugins import load_plugins
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__,
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('image', help='image file, or a directory of images')
     parser.add_argument('config')
@@ -42,10 +42,21 @@ def parse_args():
                         help='instance task: lowest score drawn')
     parser.add_argument('--out-dir', default='demo_out')
     parser.add_argument('--device', default='cpu')
-    return parser.parse_args()
+    parser.add_argument('--partial-load', action='store_true',
+                        help='load the weights of a checkpoint that fit the model and skip the '
+                        'rest (default: a checkpoint that does not fit is an error)')
+    parser.add_argument('--max-pixels', type=float, default=MAX_IMAGE_PIXELS,
+                        help='refuse larger images (default %(default).0f; 0: no limit)')
+    args = parser.parse_args(argv)
+    if args.score_thr < 0 or args.score_thr > 1:
+        parser.error(f'--score-thr must be in [0, 1], got {args.score_thr}')
+    if args.topk < 1:
+        parser.error(f'--topk must be at least 1, got {args.topk}')
+    return args
 
 
 def _write_atomically(path: str, write) -> None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or '.', suffix=os.path.splitext(path)[1])
     os.close(fd)
     try:
@@ -78,21 +89,23 @@ def run_segmentation(args, images):
     if not any(s.strip() for s in things + stuff):
         raise ValueError('the vocabulary is empty: pass --things and/or --stuff, e.g. '
                          '--things "dog,cat"')
-    segmenter = Segmenter(args.config, args.checkpoint, args.device)
-    names = [n.strip() for n in things if n.strip()] + [n.strip() for n in stuff if n.strip()]
-    os.makedirs(args.out_dir, exist_ok=True)
+    things = [n.strip() for n in things if n.strip()]
+    stuff = [n.strip() for n in stuff if n.strip()]
+    names = list(Vocabulary(things, stuff).names)  # checked before the model loads
+    segmenter = _segmenter(args)
     for image in images:
-        result = segmenter(image, things, stuff, score_thr=args.score_thr)
+        array = read_image(image, args.max_pixels or None)
+        result = segmenter(array, things, stuff, score_thr=args.score_thr)
         needed = dict(panoptic='panoptic', semantic='semantic', instance='instances')[args.task]
         if needed not in result:
             raise ValueError(f'the model of {args.config} gives no {args.task} output; enable '
                              f'it in model.postprocessor ({args.task}_on=True)')
         ids, segments = drawable_segments(result, args.task, names)
-        overlay = draw_overlay(mmcv.imread(image, channel_order='rgb'), ids, segments)
+        overlay = draw_overlay(array[..., ::-1], ids, segments)
         png, js = (os.path.join(args.out_dir, f'{_stem(image)}.{ext}') for ext in ('png', 'json'))
-        _write_atomically(png, lambda p: overlay.save(p, format='PNG'))
-        _write_atomically(js, lambda p: json.dump(
-            dict(image=image, task=args.task, segments=segments), open(p, 'w'), indent=1))
+        _write_atomically(png, lambda p: _save_png(overlay, p))
+        _write_atomically(js, lambda p: _save_json(
+            dict(image=image, task=args.task, segments=segments), p))
         print(f'{len(segments)} {args.task} segments -> {png}, {js}')
 
 
@@ -102,8 +115,10 @@ def run_plugin_task(args, images):
     if args.task not in tasks:
         raise ValueError(f'unknown task {args.task!r}; installed plugins offer: '
                          f'{", ".join(sorted(tasks))}')
-    model = Segmenter(args.config, args.checkpoint, args.device).model
-    batch = preprocess_images(model, images)
+    segmenter = _segmenter(args)
+    model = segmenter.model
+    arrays = [read_image(image, args.max_pixels or None) for image in images]
+    batch = preprocess_images(model, arrays, segmenter.pipeline)
     options = dict(text=args.text, beam_size=args.beam_size, topk=args.topk)
     with torch.no_grad():
         out = manager.hook.openseg_run_task(task=args.task, model=model,
@@ -113,31 +128,53 @@ def run_plugin_task(args, images):
     if out is None:
         raise ValueError(f'the model of {args.config} ({type(model).__name__}) does not run '
                          f'task {args.task!r}')
-    os.makedirs(args.out_dir, exist_ok=True)
     masks = out.get('masks') or [None] * len(images)
-    for image, mask in zip(images, masks):
+    for image, array, mask in zip(images, arrays, masks):
         if mask is None:
             continue
-        overlay = draw_overlay(mmcv.imread(image, channel_order='rgb'), mask.astype(np.int32),
+        overlay = draw_overlay(array[..., ::-1], mask.astype(np.int32),
                                [dict(id=1, label=args.text or args.task)])
         png = os.path.join(args.out_dir, f'{_stem(image)}_{args.task}.png')
-        _write_atomically(png, lambda p: overlay.save(p, format='PNG'))
+        _write_atomically(png, lambda p: _save_png(overlay, p))
     js = os.path.join(args.out_dir, f'{args.task}.json')
     report = dict(task=args.task, text=args.text,
                   images=[dict(image=i, **r) for i, r in zip(images, out['results'])])
-    _write_atomically(js, lambda p: json.dump(report, open(p, 'w'), indent=1))
+    _write_atomically(js, lambda p: _save_json(report, p))
     for entry in report['images']:
         print(json.dumps(entry))
     print(f'-> {js}')
 
 
-def main():
-    args = parse_args()
+def _segmenter(args) -> Segmenter:
+    return Segmenter(args.config, args.checkpoint, args.device, strict=not args.partial_load,
+                     max_pixels=args.max_pixels or None)
+
+
+def _save_png(image, path: str) -> None:
+    # Fast compression: a 12-megapixel overlay takes seconds at PIL's default level.
+    image.save(path, format='PNG', compress_level=1)
+
+
+def _save_json(data, path: str) -> None:
+    with open(path, 'w') as handle:
+        json.dump(data, handle, indent=1)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        raise UserError(f'--device {args.device} needs a CUDA GPU and torch sees none; use '
+                        '--device cpu')
     images = _images(args.image)
-    if args.task in ('panoptic', 'semantic', 'instance'):
-        run_segmentation(args, images)
-    else:
-        run_plugin_task(args, images)
+    # Every input is checked before the model loads: a bad file fails in a second.
+    for image in images:
+        check_image(image, args.max_pixels or None)
+    # A failed run leaves the output directory as it found it (absent if it was).
+    with cleanup_on_error(args.out_dir):
+        if args.task in ('panoptic', 'semantic', 'instance'):
+            run_segmentation(args, images)
+        else:
+            run_plugin_task(args, images)
 
 
 if __name__ == '__main__':

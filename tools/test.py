@@ -1,28 +1,33 @@
 """Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--show-dir DIR]``."""
 import argparse
+import os
 import os.path as osp
 
-from mmengine.runner import Runner
-
+from openseg_core.engine import OpenSegRunner
 from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_config,
                                      run_tool)
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description='Evaluate an openseg model')
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog=os.path.basename(__file__), description='Evaluate an openseg model')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--show-dir', help='write overlays of the predictions here '
                         '(relative to the work dir\'s timestamped folder)')
     parser.add_argument('--out', help='dump the raw predictions to this .pkl file')
     add_common_args(parser)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
+    if args.out and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must end in .pkl, got {args.out}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
+    if args.partial_load:
+        cfg.load_strict = False
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint
@@ -30,13 +35,11 @@ def main():
         vis = cfg.default_hooks.visualization
         vis.update(draw=True, test_out_dir=args.show_dir, interval=1)
     if args.out:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out must end in .pkl, got {args.out}')
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpDetResults', out_file_path=args.out))
     with cleanup_on_error(cfg.work_dir):
-        Runner.from_cfg(cfg).test()
+        OpenSegRunner.from_cfg(cfg).test()
 
 
 if __name__ == '__main__':

@@ -1,28 +1,32 @@
 """Train a model: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]``."""
 import argparse
+import os
 import os.path as osp
 
 import torch
-from mmengine.runner import Runner
 
+from openseg_core.engine import OpenSegRunner
 from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_config,
                                      run_tool)
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description='Train an openseg model')
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog=os.path.basename(__file__), description='Train an openseg model')
     parser.add_argument('config', help='config file')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from CKPT, or from the latest checkpoint in the work dir')
     add_common_args(parser)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
+    if args.partial_load:
+        cfg.load_strict = False
     if args.amp:
         if not torch.cuda.is_available():
             raise RuntimeError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); '
@@ -36,7 +40,7 @@ def main():
             raise FileNotFoundError(f'checkpoint to resume not found: {args.resume}')
         cfg.resume, cfg.load_from = True, args.resume
     with cleanup_on_error(cfg.work_dir):
-        Runner.from_cfg(cfg).train()
+        OpenSegRunner.from_cfg(cfg).train()
 
 
 if __name__ == '__main__':

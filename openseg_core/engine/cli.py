@@ -3,6 +3,7 @@ and failing in one line without leaving half-written output."""
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import sys
 from typing import Optional, Union
@@ -23,13 +24,31 @@ class UserError(Exception):
     """Bad input spotted by a tool itself."""
 
 
+#: Terminal colour and cursor sequences, which have no place in a file or a pipe.
+ANSI_ESCAPE = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
+
+
+class ConfigOptionsAction(DictAction):
+    """mmengine's ``DictAction`` with a usage error for a pair without ``=``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for value in values:
+            if '=' not in value:
+                parser.error(f'{option_string} takes KEY=VALUE pairs (e.g. '
+                             f'model.query_decoder.num_queries=50), got {value!r}')
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--work-dir', help='directory for logs, checkpoints and outputs')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='override config entries, e.g. model.query_decoder.num_queries=50')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher (tools/dist_train.sh uses pytorch)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--partial-load', action='store_true',
+                        help='load the weights of a checkpoint that fit the model and skip the '
+                        'rest (default: a checkpoint that does not fit is an error)')
 
 
 def load_config(path: Union[str, os.PathLike], cfg_options: Optional[dict] = None,
@@ -42,7 +61,12 @@ def load_config(path: Union[str, os.PathLike], cfg_options: Optional[dict] = Non
         path = manager.resolve_config(path)
     elif not os.path.isfile(path):
         raise UserError(f'config file not found: {path}')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as exc:
+        where = f', line {exc.lineno}' if exc.lineno else ''
+        raise UserError(f'config {path} has a syntax error ({exc.msg}{where}); fix '
+                        'it') from None
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
@@ -91,6 +115,9 @@ def run_tool(main, prog: str) -> None:
 
     Set ``OPENSEG_DEBUG=1`` to see the traceback instead.
     """
+    if not sys.stdout.isatty() or not sys.stderr.isatty():
+        # termcolor (mmengine's log levels) and rich (mmengine's tables) leave colours out.
+        os.environ.setdefault('NO_COLOR', '1')
     try:
         main()
     except KeyboardInterrupt:
@@ -101,5 +128,5 @@ def run_tool(main, prog: str) -> None:
     except BaseException as exc:  # noqa: B902 - the top of a command-line tool
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f'{prog}: error: {_one_line(exc)}', file=sys.stderr)
+        print(f'{prog}: error: {ANSI_ESCAPE.sub("", _one_line(exc))}', file=sys.stderr)
         sys.exit(2)

@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from openseg_core.datasets import (CocoCaptionsDataset, DatasetError,
@@ -70,3 +71,47 @@ def test_referring_captions_narratives(shapes_root):
     info = narr[0]
     assert len(info['words']) == len(info['word_points'])
     assert all(p is not None for p in info['word_points'])
+
+
+def test_metainfo_classes_choose_a_subset_in_the_given_order(shapes_root):
+    ds = _panoptic(shapes_root, metainfo=dict(classes=['sky', 'square', 'circle']))
+    # Things first (labels index things + stuff), the given order within each group.
+    assert ds.metainfo['thing_classes'] == ('square', 'circle')
+    assert ds.metainfo['stuff_classes'] == ('sky',)
+    assert ds.metainfo['classes'] == ('square', 'circle', 'sky')
+    full = _panoptic(shapes_root)
+    for index in range(len(ds)):
+        mine = ds[index]['gt_seg_map']
+        theirs = full[index]['gt_seg_map']
+        for label, name in enumerate(ds.metainfo['classes']):
+            # Each kept class has its pixels under its new label; the rest is void.
+            assert ((mine == label) == (theirs == full.metainfo['classes'].index(name))).all()
+        kept = [full.metainfo['classes'].index(n) for n in ds.metainfo['classes']]
+        assert ((mine == 255) == ~np.isin(theirs, kept)).all()
+
+
+def test_metainfo_thing_and_stuff_classes(shapes_root):
+    ds = _panoptic(shapes_root, metainfo=dict(thing_classes=['triangle'],
+                                              stuff_classes=['water', 'grass']))
+    assert ds.metainfo['classes'] == ('triangle', 'water', 'grass')
+    things_only = _panoptic(shapes_root, metainfo=dict(thing_classes=['circle']))
+    assert things_only.metainfo['stuff_classes'] == ()
+
+
+@pytest.mark.parametrize('metainfo, message', [
+    (dict(classes=['circle', 'hexagon']), r"classes \['hexagon'\] are not among"),
+    (dict(thing_classes=['grass']), r'puts grass \(stuff\) in the other group'),
+    (dict(classes=['sky', 'sky']), r"repeats classes \['sky'\]"),
+    (dict(classes=['sky'], thing_classes=['circle']), 'are not thing_classes \\+ stuff_classes'),
+    (dict(classes='sky'), 'not the string'),
+])
+def test_bad_metainfo_is_a_clear_error(shapes_root, metainfo, message):
+    with pytest.raises(DatasetError, match=message):
+        _panoptic(shapes_root, metainfo=metainfo)
+
+
+def test_annotation_file_that_is_not_json_is_named(tmp_path):
+    (tmp_path / 'annotations').mkdir()
+    (tmp_path / 'annotations' / 'panoptic_val.json').write_text('{"images": [')
+    with pytest.raises(DatasetError, match='panoptic_val.json is not valid JSON'):
+        _panoptic(tmp_path)

@@ -1,4 +1,6 @@
 """PQ over an evaluated vocabulary that is a reordered subset of the annotation file's."""
+import math
+
 import pytest
 from mmdet.evaluation import CocoPanopticMetric
 
@@ -45,3 +47,18 @@ def test_class_missing_from_the_file_is_a_clear_error(shapes_root):
     meta = dict(meta, classes=meta['classes'] + ('hexagon',))
     with pytest.raises(DatasetError, match=r"\['hexagon'\] are not among the categories"):
         _metric(OpenVocabPanopticMetric, shapes_root, meta)
+
+
+@pytest.mark.parametrize('group', ['things', 'stuff'])
+def test_a_vocabulary_without_a_group_reports_it_not_applicable(shapes_root, group):
+    """panopticapi divides by the number of classes of a group: zero for a things-only or
+    stuff-only vocabulary."""
+    kept = THING_CLASSES if group == 'things' else STUFF_CLASSES
+    kept = tuple(c for c in kept if c not in HELD_OUT_CLASSES)
+    samples, meta, _ = _gt_as_prediction(shapes_root, classes=kept)
+    metric = _metric(OpenVocabPanopticMetric, shapes_root, meta)
+    metric.process({}, samples)
+    result = metric.compute_metrics(metric.results)
+    present, absent = ('th', 'st') if group == 'things' else ('st', 'th')
+    assert result['PQ'] == pytest.approx(100) and result[f'PQ_{present}'] == pytest.approx(100)
+    assert all(math.isnan(result[f'{m}_{absent}']) for m in ('PQ', 'SQ', 'RQ'))

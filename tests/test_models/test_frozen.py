@@ -6,6 +6,7 @@ from mmengine.runner.checkpoint import get_state_dict, load_checkpoint, save_che
 from torch import nn
 
 from openseg_core.models import SOURCE_KEY, OpenCLIPTextEncoder
+from openseg_core.utils.checkpoint import CheckpointError, load_model_weights
 
 
 def _tower(pretrained=None, frozen=True, seed=0):
@@ -101,3 +102,17 @@ def test_a_checkpoint_with_the_weights_loads_them(clip_file):
     model.load_state_dict(get_state_dict(source), strict=True)
     torch.testing.assert_close(model.text_encoder.tower.token_embedding.weight,
                                source.text_encoder.tower.token_embedding.weight)
+
+
+def test_openseg_loader_expects_no_frozen_weights_in_a_checkpoint(clip_file):
+    """openseg's strict loader (tools, Segmenter): the tower's weights are absent from the
+    checkpoint on purpose, which is not a mismatch; a trainable weight absent is."""
+    trained = Segmenter(str(clip_file))
+    state = get_state_dict(trained)
+    model = Segmenter(str(clip_file))
+    assert load_model_weights(model, dict(state_dict=state)) == dict(missing=[], unexpected=[],
+                                                                    shapes=[])
+    torch.testing.assert_close(model.prompt, trained.prompt)
+    del state['head.bias']
+    with pytest.raises(CheckpointError, match=r'1 model weights missing from it \(head.bias\)'):
+        load_model_weights(Segmenter(str(clip_file)), dict(state_dict=state))

@@ -12,8 +12,12 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackOpenSegInputs'),
 ]
+# Test-time resizing, as mmdet's: the longer side to 128 px (the side the tiny models train at),
+# aspect ratio kept; results are mapped back to each image's own size. Inference
+# (Segmenter, tools/demo.py) runs the same resizing.
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
     dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True,
          backend_args=backend_args),
     dict(type='PackOpenSegInputs',
@@ -46,7 +50,7 @@ val_evaluator = [
          seg_prefix=data_root + 'annotations/panoptic_val/', nproc=1,
          backend_args=backend_args),
     dict(type='SemSegMetric', iou_metrics=['mIoU']),
-    dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json',
+    dict(type='OpenVocabCocoMetric', ann_file=data_root + 'annotations/instances_val.json',
          metric=['segm'], backend_args=backend_args),
 ]
 test_evaluator = val_evaluator

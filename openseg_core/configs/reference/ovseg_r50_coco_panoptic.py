@@ -34,15 +34,25 @@ model = dict(
 train_dataloader = dict(batch_size=2, dataset=dict(
     data_root=data_root, ann_file='annotations/panoptic_train2017.json',
     data_prefix=dict(img='train2017/', seg='annotations/panoptic_train2017/')))
+# Mask2Former's COCO test scale (mmdet's coco-panoptic recipe): shorter side 800, longer <= 1333.
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True,
+         backend_args=None),
+    dict(type='PackOpenSegInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
 val_dataloader = dict(batch_size=1, dataset=dict(
     data_root=data_root, ann_file='annotations/panoptic_val2017.json',
-    data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/')))
+    data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
+    pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = [
     dict(type='OpenVocabPanopticMetric', ann_file=data_root + 'annotations/panoptic_val2017.json',
          seg_prefix=data_root + 'annotations/panoptic_val2017/', nproc=2),
     dict(type='SemSegMetric', iou_metrics=['mIoU']),
-    dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val2017.json',
+    dict(type='OpenVocabCocoMetric', ann_file=data_root + 'annotations/instances_val2017.json',
          metric=['segm']),
 ]
 test_evaluator = val_evaluator

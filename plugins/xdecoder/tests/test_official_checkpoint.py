@@ -10,6 +10,7 @@ from mmengine.config import Config
 
 from openseg_core.plugins import resolve_config
 from openseg_core.registry import MODELS
+from openseg_core.utils.checkpoint import CheckpointError, load_model_weights
 from openseg_xdecoder.converters.official import convert_official
 
 HERE = Path(__file__).resolve().parent
@@ -60,6 +61,14 @@ def test_converted_official_checkpoint_loads_strictly(model, official_state):
 def test_official_checkpoint_loaded_unconverted_says_how_to_convert(model, official_state):
     with pytest.raises(ValueError, match='convert it first with `python tools/convert'):
         model.load_state_dict(dict(official_state), strict=True)
+
+
+def test_openseg_loader_names_the_converter(model, official_state):
+    """The tools' loader (load_from, Segmenter, demo) refuses it before loading anything and
+    finds the installed converter that fits."""
+    with pytest.raises(CheckpointError, match='it is an official checkpoint: convert it first '
+                       'with `python tools/convert_checkpoint.py xdecoder_official'):
+        load_model_weights(model, dict(model=official_state), 'xdecoder_focalt_last.pt')
 
 
 def test_a_key_without_a_rule_is_named(official_state):

@@ -47,6 +47,18 @@ model = dict(
     test_cfg=dict(beam_size=1, max_caption_len=50, caption_stop='.'))
 
 data_root = 'data/coco/'
+# Test-time size of detectron2's COCO configs (shorter side 800, longer <= 1333) instead of the
+# tiny models' 128 px; inference (tools/demo.py) resizes the same way.
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True,
+         backend_args=None),
+    dict(type='PackOpenSegInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
 max_iters = 368750
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=5000)
 val_cfg = dict(type='ValLoop')
