@@ -7,6 +7,10 @@ any test run in an environment with openseg installed has the fixtures, wherever
                    user's script does first.
 ``shapes_root``    session: a small generated ``shapes`` dataset, read-only.
 ``single_thread``  module: torch on one thread (small tensors).
+``shapes_clip_stand_in``  session, autouse: an openseg cache in a temporary directory holding
+                   seeded random weights where the small shapes CLIP belongs, and building it
+                   forbidden: configs naming ``openseg://shapes_clip`` load through the real
+                   path in seconds instead of training it for minutes.
 ``full_run``       session: a 4-iteration training run of :data:`TINY_CONFIG`.
 
 Tests import the helpers: ``from openseg_core.testing import run_tool, tiny_run_options``.
@@ -182,6 +186,31 @@ def openseg_scope():
     from openseg_core.registry import SCOPE
     load_plugins()
     init_default_scope(SCOPE)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def shapes_clip_stand_in(tmp_path_factory):
+    """``$OPENSEG_HOME`` in a temporary directory with random ``ShapesCLIP-RN`` weights as the
+    shapes CLIP (subprocesses inherit it); yields the file. The real build is tested on its
+    own, with a home of its own."""
+    import open_clip
+    import torch
+
+    from openseg_core.models.clip.pretrained import BUILD_ENV, HOME_ENV, MODEL_NAME
+    from openseg_core.models.clip.pretrained import shapes_clip_file
+    saved = {name: os.environ.get(name) for name in (HOME_ENV, BUILD_ENV)}
+    os.environ[HOME_ENV] = str(tmp_path_factory.mktemp('openseg_home'))
+    os.environ[BUILD_ENV] = '0'
+    path = shapes_clip_file()
+    os.makedirs(os.path.dirname(path))
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model(MODEL_NAME).state_dict(), path)
+    yield path
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope='module')
