@@ -60,3 +60,20 @@ def test_regions_are_the_masks_above_the_threshold_at_clips_resolution():
 def test_refuses_weights_outside_zero_one(alpha):
     with pytest.raises(ValueError, match=r'alpha_unseen must lie in \[0, 1\]'):
         CLIPRegionEnsemble(alpha_unseen=alpha)
+
+
+def test_crop_regions_are_the_boxes_of_the_masks_in_input_pixels():
+    from openseg_core.models.backbones import OpenCLIPImageBackbone
+    from openseg_core.models.backbones.open_clip_image_backbone import TINY_RN
+    torch.manual_seed(0)
+    tower = OpenCLIPImageBackbone(**TINY_RN).eval()
+    images = torch.randn(1, 3, 64, 64)
+    mask_logits = torch.full((1, 2, 16, 16), -5.0)
+    mask_logits[0, 0, 2:6, 4:12] = 5.0
+    with torch.no_grad():
+        embeds, valid = CLIPRegionEnsemble(region='crop', crop_scale=1.5).embed(
+            tower, images, tower(images)[-1], mask_logits)
+        # Mask cells x 4-11, y 2-5 at stride 4: pixels x 16-48, y 8-24.
+        expected = tower.embed_boxes(images, torch.tensor([[[16.0, 8.0, 48.0, 24.0]]]), 1.5)
+    assert valid.tolist() == [[True, False]]
+    torch.testing.assert_close(embeds[:, :1], expected)

@@ -86,3 +86,24 @@ def test_refuses_a_vit_tower():
     with pytest.raises(ValueError, match='ViT image tower; OpenCLIPImageBackbone needs a '
                                          'convolutional one'):
         OpenCLIPImageBackbone(model_name='ViT-B-16')
+
+
+def test_crop_of_the_whole_image_at_the_towers_size_is_clips_image_embedding(tower):
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        crop = tower.embed_boxes(images, torch.tensor([[[0.0, 0.0, 64.0, 64.0]]]), scale=1.0)
+        torch.testing.assert_close(crop[:, 0], tower.visual(images), rtol=1e-4, atol=1e-5)
+
+
+def test_crop_is_a_square_around_the_box_and_sees_nothing_else(tower):
+    images = torch.randn(1, 3, 128, 128)
+    boxes = torch.tensor([[[40.0, 50.0, 60.0, 60.0], [0.0, 0.0, 128.0, 128.0]]])
+    changed = images.clone()
+    # The first crop is the square of side 1.3 x 20 = 26 around (50, 55): x 37-63, y 42-68.
+    changed[..., 70:, :] = torch.randn(1, 3, 58, 128)
+    changed[..., :, :35] = torch.randn(1, 3, 128, 35)
+    with torch.no_grad():
+        before, after = tower.embed_boxes(images, boxes), tower.embed_boxes(changed, boxes)
+    assert before.shape == (1, 2, 16)
+    torch.testing.assert_close(before[:, 0], after[:, 0])
+    assert not torch.allclose(before[:, 1], after[:, 1])

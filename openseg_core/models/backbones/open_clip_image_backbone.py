@@ -106,6 +106,31 @@ class OpenCLIPImageBackbone(FrozenPartsMixin, BaseModule):
                 outs.append(x)
         return tuple(outs)
 
+    def embed_boxes(self, images: Tensor, boxes: Tensor, scale: float = 1.3) -> Tensor:
+        """CLIP embeddings of image crops, as CLIP sees a picture: a square around each box
+        (``scale`` x its longer side), resampled to the tower's input size (mmcv's RoIAlign),
+        through the whole tower. The region classifier of OVSeg and ZegFormer; on ``shapes``
+        it beats pooling inside masks of a coarse stride-32 map (docs/pretrained_clip.md).
+
+        Args:
+            images: ``(B, 3, H, W)`` the normalised input.
+            boxes: ``(B, Q, 4)`` ``x1, y1, x2, y2`` in input pixels.
+
+        Returns:
+            ``(B, Q, D)`` embeddings (not normalised).
+        """
+        from mmcv.ops import roi_align
+        batch, queries = boxes.shape[:2]
+        boxes = boxes.reshape(-1, 4).to(images.dtype)
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        half = ((boxes[:, 2:] - boxes[:, :2]).amax(-1, keepdim=True).clamp_min(1.0) * scale / 2)
+        index = torch.arange(batch, device=images.device).repeat_interleave(queries)
+        rois = torch.cat([index[:, None].to(images.dtype), centre - half, centre + half], -1)
+        size = self.visual.image_size
+        size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        crops = roi_align(images, rois, size, 1.0, 0, 'avg', True)
+        return self.visual(crops).view(batch, queries, -1)
+
     def embed_regions(self, last_stage: Tensor, masks: Tensor) -> Tensor:
         """CLIP embeddings of regions: CLIP's attention pooling restricted to each mask.
 

@@ -1,9 +1,10 @@
 """The image side of open-vocabulary transfer: classify each predicted mask with CLIP too, and
 combine with the learned classifier by a geometric ensemble (FC-CLIP, ODISE)."""
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdet.structures.mask import mask2bbox
 from mmengine.model import BaseModule
 from torch import Tensor
 
@@ -11,6 +12,9 @@ from openseg_core.registry import MODELS
 
 from ..base import Vocabulary
 from ..interfaces import implements
+
+#: How CLIP sees a predicted mask (see :class:`CLIPRegionEnsemble`).
+REGIONS = ('mask_pool', 'crop')
 
 
 @implements('mask_classification.RegionEnsemble', example=dict(seen_classes=('circle',)))
@@ -28,15 +32,30 @@ class CLIPRegionEnsemble(BaseModule):
     Defaults are FC-CLIP's (0.4 / 0.8); ODISE's official label model uses 0.3 / 0.7 and its
     caption model 0.35 / 0.65.
 
+    How CLIP sees a query's region (``region``):
+
+    - ``'mask_pool'``: the tower's last feature map pooled inside the mask (FC-CLIP pools
+      ConvNeXt-CLIP features; here CLIP's attention pooling restricted to the mask, the
+      convolutional form of ODISE's MaskCLIP). Needs a map fine enough for the objects.
+    - ``'crop'``: the image cropped around the mask's box through the whole tower (OVSeg,
+      ZegFormer); robust when the map is coarse (the small ``shapes`` CLIP: 4 x 4 cells on a
+      128 px scene).
+
     Args:
         seen_classes: names of the training vocabulary.
         alpha_seen, alpha_unseen: CLIP's weight for seen and unseen classes.
-        mask_threshold: a query's region for CLIP is where its mask logit exceeds this.
+        region: ``'crop'`` or ``'mask_pool'``.
+        mask_threshold: a query's region is where its mask logit exceeds this.
+        crop_scale: ``'crop'``: side of the square crop over the box's longer side.
     """
 
     def __init__(self, seen_classes: Sequence[str] = (), alpha_seen: float = 0.4,
-                 alpha_unseen: float = 0.8, mask_threshold: float = 0.0, init_cfg=None):
+                 alpha_unseen: float = 0.8, region: str = 'mask_pool',
+                 mask_threshold: float = 0.0, crop_scale: float = 1.3, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        if region not in REGIONS:
+            raise ValueError(f'region must be one of {REGIONS}, not {region!r}')
+        self.region, self.crop_scale = region, crop_scale
         for name, alpha in (('alpha_seen', alpha_seen), ('alpha_unseen', alpha_unseen)):
             if not 0.0 <= alpha <= 1.0:
                 raise ValueError(f'{name} must lie in [0, 1], got {alpha}')
@@ -52,6 +71,29 @@ class CLIPRegionEnsemble(BaseModule):
         resized = F.interpolate(mask_logits, size=tuple(size), mode='bilinear',
                                 align_corners=False)
         return (resized > self.mask_threshold).to(mask_logits.dtype)
+
+    def embed(self, tower, images: Tensor, last_stage: Tensor,
+              mask_logits: Tensor) -> Tuple[Tensor, Tensor]:
+        """CLIP embeddings of the queries' regions.
+
+        Args:
+            tower: the CLIP image tower (``embed_regions`` / ``embed_boxes``, e.g.
+                :class:`~openseg_core.models.backbones.OpenCLIPImageBackbone`).
+            images: ``(B, 3, H, W)`` its input.
+            last_stage: ``(B, C, h, w)`` its last feature map on ``images``.
+            mask_logits: ``(B, Q, H', W')`` the queries' mask logits on the padded input.
+
+        Returns:
+            ``(B, Q, D)`` embeddings and ``(B, Q)`` bool, False where a region is empty.
+        """
+        if self.region == 'mask_pool':
+            regions = self.regions(mask_logits, last_stage.shape[-2:])
+            return tower.embed_regions(last_stage, regions), regions.flatten(2).any(-1)
+        masks = mask_logits > self.mask_threshold
+        batch, queries, height, width = masks.shape
+        boxes = mask2bbox(masks.flatten(0, 1)).view(batch, queries, 4)
+        boxes = boxes * boxes.new_tensor([images.shape[-1] / width, images.shape[-2] / height] * 2)
+        return tower.embed_boxes(images, boxes, self.crop_scale), masks.flatten(2).any(-1)
 
     def alphas(self, vocabulary: Vocabulary, device=None) -> Tensor:
         """``(K,)`` CLIP's weight per class of ``vocabulary``."""

@@ -30,7 +30,7 @@ class OpenVocabMaskSegmentor(MaskClassificationModel):
         super().__init__(*args, **kwargs)
         self.region_ensemble = None
         if region_ensemble is not None:
-            if not hasattr(self.backbone, 'embed_regions'):
+            if not all(hasattr(self.backbone, name) for name in ('embed_regions', 'embed_boxes')):
                 raise ValueError(
                     f'region_ensemble classifies masks with the backbone\'s CLIP features, but '
                     f'{type(self.backbone).__name__} is no CLIP image tower: use '
@@ -72,11 +72,11 @@ class OpenVocabMaskSegmentor(MaskClassificationModel):
         outputs, backbone_feats, class_embeds = self._network(inputs)
         cls_logits, mask_logits = outputs.cls_logits[-1], outputs.mask_logits[-1]
         if self.region_ensemble is not None:
-            last_stage = backbone_feats[-1]
-            regions = self.region_ensemble.regions(mask_logits, last_stage.shape[-2:])
-            cls_logits = self.region_ensemble(
-                cls_logits, self.backbone.embed_regions(last_stage, regions), class_embeds,
-                self.backbone.logit_scale, regions.flatten(2).any(-1), self.require_vocabulary())
+            region_embeds, valid = self.region_ensemble.embed(self.backbone, inputs,
+                                                              backbone_feats[-1], mask_logits)
+            cls_logits = self.region_ensemble(cls_logits, region_embeds, class_embeds,
+                                              self.backbone.logit_scale, valid,
+                                              self.require_vocabulary())
         results = self.postprocessor.predict(cls_logits, mask_logits,
                                              [s.metainfo for s in data_samples],
                                              self.require_vocabulary(), rescale)
