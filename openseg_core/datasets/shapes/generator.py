@@ -44,6 +44,8 @@ SIZES = {'small': (0.07, 0.10), 'medium': (0.11, 0.15), 'large': (0.16, 0.21)}
 MIN_VISIBLE_FRACTION = 0.35
 #: Splits written as image-caption pairs only (see :func:`_write_caption_split`).
 CAPTION_SPLITS = ('pretrain',)
+#: Kinds of image in a caption split: whole scenes, crops centred on one shape, stuff patches.
+CAPTION_IMAGE_SHARES = dict(scene=0.25, object=0.7, stuff=0.05)
 
 
 def shapes_categories() -> List[dict]:
@@ -312,13 +314,14 @@ def _square_box(box, scale: float, shift, size: int):
 
 def _object_captions(rng, t: dict, ground: List[str]) -> List[str]:
     """Captions of an image centred on the shape ``t`` (other shapes may show at its edges;
-    like a web photo of an object, the caption names the main one)."""
+    like a web photo of an object, the caption names the main one). Half name the shape
+    alone: colour and stuff are learned first and would otherwise explain most captions."""
     name, colour = t['name'], t['colour']
     on = ' and '.join(ground)
-    return [f'a photo of {_a(name)}.', f'{_a(colour)} {name}.',
-            f'a photo of {_a(colour)} {name} on {on}.',
-            f"a close-up of {_a(t['size'])} {colour} {name}.",
-            str(rng.choice([f'{name}', f'the {name}', f'{_a(name)} shape', f'a {name} in {on}']))]
+    return [f'a photo of {_a(name)}.', f'{_a(name)}.',
+            str(rng.choice([name, f'the {name}', f'{_a(name)} shape'])),
+            f'a photo of {_a(colour)} {name}.', f'{_a(colour)} {name} on {on}.',
+            f"a close-up of {_a(t['size'])} {colour} {name}."]
 
 
 def _scene_captions(rng, things: List[dict], upper: str, lower: str) -> List[str]:
@@ -340,8 +343,8 @@ def _write_caption_split(root: str, split: str, count: int, spec: ShapesSpec,
                          progress: Optional[Callable[[str, int, int], None]]):
     """Image-caption pairs over every class (held-out ones included), nothing else.
 
-    Three kinds of image, drawn per index: whole scenes (45%), crops centred on one shape
-    (45%) and crops of one stuff region (10%), all at ``spec.image_size``. Contrastive
+    Three kinds of image, drawn per index (:data:`CAPTION_IMAGE_SHARES`): whole scenes, crops
+    centred on one shape and crops of one stuff region, all at ``spec.image_size``. Contrastive
     learning on whole scenes alone gives an image embedding of the scene, which names a
     single shape's crop poorly; object-centred pictures are a large share of CLIP's web data
     too, and they are what zero-shot classification of a crop asks about.
@@ -357,9 +360,9 @@ def _write_caption_split(root: str, split: str, count: int, spec: ShapesSpec,
         kind = rng.uniform()
         if not things:  # every shape hidden: the scene has only stuff to show
             kind = 1.0
-        if kind < 0.45:
+        if kind < CAPTION_IMAGE_SHARES['scene']:
             texts = _scene_captions(rng, things, upper, lower)
-        elif kind < 0.9:
+        elif kind < CAPTION_IMAGE_SHARES['scene'] + CAPTION_IMAGE_SHARES['object']:
             t = things[int(rng.integers(len(things)))]
             box = _square_box(_bbox(t['mask']), rng.uniform(1.1, 1.6),
                               rng.uniform(-0.1, 0.1, 2), size)
