@@ -28,7 +28,7 @@ crop_pipeline = [
                     'img_shape')),
 ]
 train_dataloader = dict(
-    batch_size=128, num_workers=1, persistent_workers=True,
+    batch_size=64, num_workers=1, persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(type='CocoCaptionsDataset', data_root=data_root,
                  ann_file='annotations/captions_pretrain.json',
@@ -52,7 +52,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='ZeroShotCropMetric')
 test_evaluator = val_evaluator
 
-max_iters = 300
+max_iters = 1500
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
