@@ -59,6 +59,7 @@ class ContrastiveCLIP(OpenSegModel):
         self.criterion = open_clip.ClipLoss()
         self.templates = tuple(templates)
         self.caption_choice = caption_choice
+        self._register_load_state_dict_pre_hook(_accept_open_clip_layout)
 
     def init_weights(self) -> None:
         # open_clip initialises its model in its constructor (CLIP's scheme); mmengine's
@@ -127,6 +128,16 @@ class ContrastiveCLIP(OpenSegModel):
 
     def _forward(self, inputs: Tensor, data_samples=None) -> Tensor:
         return self.extract_feat(inputs)
+
+
+def _accept_open_clip_layout(state_dict, prefix, *args) -> None:
+    """Let a plain open_clip state dict (``visual.*``, ``transformer.*``...: what the build
+    saves, or any open_clip checkpoint of the architecture) load as this model's ``clip.*``,
+    so ``tools/test.py CONFIG shapes_clip-<key>.pt`` evaluates the cached file itself."""
+    if any(k.startswith(prefix + 'clip.') for k in state_dict):
+        return
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        state_dict[prefix + 'clip.' + key[len(prefix):]] = state_dict.pop(key)
 
 
 @contract('clip.ContrastiveModel')
