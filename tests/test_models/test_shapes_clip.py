@@ -24,7 +24,8 @@ TINY = ['train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
 
 def _data_options(root):
     return [f'train_dataloader.dataset.data_root={root}/'] + [
-        f'val_dataloader.dataset.datasets.{i}.data_root={root}/' for i in (0, 1)]
+        f'{loader}.dataset.datasets.{i}.data_root={root}/' for i in (0, 1)
+        for loader in ('val_dataloader', 'test_dataloader')]
 
 
 @pytest.fixture(scope='module')

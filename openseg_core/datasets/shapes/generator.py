@@ -314,11 +314,12 @@ def _square_box(box, scale: float, shift, size: int):
 
 def _object_captions(rng, t: dict, ground: List[str]) -> List[str]:
     """Captions of an image centred on the shape ``t`` (other shapes may show at its edges;
-    like a web photo of an object, the caption names the main one). Half name the shape
-    alone: colour and stuff are learned first and would otherwise explain most captions."""
+    like a web photo of an object, the caption names the main one). Five of eight name the
+    shape alone: colour and stuff are learned first and would otherwise explain most captions."""
     name, colour = t['name'], t['colour']
     on = ' and '.join(ground)
-    return [f'a photo of {_a(name)}.', f'{_a(name)}.',
+    return [f'a photo of {_a(name)}.', f'{_a(name)}.', f'a picture of {_a(name)}.',
+            f'{_a(name)} in the picture.',
             str(rng.choice([name, f'the {name}', f'{_a(name)} shape'])),
             f'a photo of {_a(colour)} {name}.', f'{_a(colour)} {name} on {on}.',
             f"a close-up of {_a(t['size'])} {colour} {name}."]

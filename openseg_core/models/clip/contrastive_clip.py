@@ -1,5 +1,6 @@
 """Contrastive image-text pretraining of an open_clip model under mmengine, and its zero-shot
 classification: open_clip's model, tokenizer and ``ClipLoss``; mmengine's runner around them."""
+import logging
 import math
 import random
 from typing import Dict, Optional, Sequence
@@ -54,7 +55,14 @@ class ContrastiveCLIP(OpenSegModel):
         if not templates or any('{}' not in t for t in templates):
             raise ValueError(f'every prompt template needs a "{{}}" slot, got {templates!r}')
         self.model_name = model_name
-        self.clip = open_clip.create_model(model_name, pretrained=None)
+        # open_clip warns that no weights were loaded: they come from training or from a
+        # checkpoint loaded afterwards, never from a download.
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            self.clip = open_clip.create_model(model_name, pretrained=None)
+        finally:
+            logging.disable(previous)
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.criterion = open_clip.ClipLoss()
         self.templates = tuple(templates)
