@@ -104,3 +104,14 @@ def test_key_follows_the_sources(monkeypatch):
     assert len(key) == 12 and key == pretrained.shapes_clip_key()
     monkeypatch.setitem(pretrained.BUILD, 'pretrain', pretrained.BUILD['pretrain'] + 1)
     assert pretrained.shapes_clip_key() != key
+
+
+def test_short_text_path_equals_open_clips_encode_text():
+    from openseg_core.models.clip import ContrastiveCLIP
+    torch.manual_seed(0)
+    model = ContrastiveCLIP('ShapesCLIP-RN').eval()
+    texts = ['a photo of a star!!', 'sky', 'a small red circle on the left, sand above water.']
+    with torch.no_grad():
+        full = torch.nn.functional.normalize(model.clip.encode_text(model.tokenizer(texts)),
+                                             dim=-1)
+        assert torch.allclose(model.encode_text(texts), full, atol=1e-5)

@@ -84,11 +84,14 @@ class ContrastiveCLIP(OpenSegModel):
         """
         clip = self.clip
         ids = self.tokenizer(list(texts)).to(clip.token_embedding.weight.device)
-        length = int((ids != 0).sum(1).max())
+        # The end token has the largest id (open_clip pools it by argmax too); padding is 0,
+        # which is also "!", so lengths never come from comparing ids to 0.
+        ends = ids.argmax(dim=-1)
+        length = int(ends.max()) + 1
         ids = ids[:, :length]
         x = clip.token_embedding(ids) + clip.positional_embedding[:length]
         x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask[:length, :length]))
-        x = x[torch.arange(len(x), device=x.device), ids.argmax(dim=-1)]
+        x = x[torch.arange(len(x), device=x.device), ends]
         x = clip.text_projection(x) if isinstance(clip.text_projection, torch.nn.Linear) \
             else x @ clip.text_projection
         return F.normalize(x, dim=-1)
