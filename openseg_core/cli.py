@@ -40,10 +40,13 @@ def _shapes(args) -> None:
 
 
 def _pretrain_clip(args) -> None:
-    from openseg_core.models.clip.pretrained import (build_shapes_clip, shapes_clip_file,
-                                                     shapes_clip_path)
-    print(build_shapes_clip(shapes_clip_file(), force=True) if args.force
-          else shapes_clip_path(build=True))
+    from openseg_core.models.clip.pretrained import build_shapes_clip, shapes_clip_file
+    import os
+    path = shapes_clip_file()
+    # The explicit command builds whatever OPENSEG_BUILD_PRETRAINED says (that variable only
+    # forbids builds on demand, inside other commands).
+    print(path if os.path.isfile(path) and not args.force
+          else build_shapes_clip(path, force=args.force))
 
 
 def main(argv=None) -> None:

@@ -3,6 +3,8 @@ build saves an open_clip checkpoint that the text encoder loads by its alias, an
 file is an error rather than random weights."""
 import json
 import os
+import subprocess
+import sys
 
 import open_clip
 import pytest
@@ -69,6 +71,11 @@ def test_build_saves_an_open_clip_checkpoint_behind_the_alias(tmp_path, monkeypa
     assert sorted(os.listdir(os.path.dirname(target))) == sorted(
         ['.shapes_clip.lock'] + [os.path.basename(target)[:-3] + s
                                  for s in ('.pt', '.json', '.log')])
+    # The command prints the cached file without building it again.
+    env = dict(os.environ, OPENSEG_HOME=str(tmp_path))
+    listed = subprocess.run([sys.executable, '-m', 'openseg_core.cli', 'pretrain-clip'],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0 and listed.stdout.strip() == target, listed.stderr[-2000:]
     record = json.load(open(target[:-3] + '.json'))
     assert record['key'] in target and 'top1_seen' in str(record['zero_shot'])
 
@@ -115,3 +122,4 @@ def test_short_text_path_equals_open_clips_encode_text():
         full = torch.nn.functional.normalize(model.clip.encode_text(model.tokenizer(texts)),
                                              dim=-1)
         assert torch.allclose(model.encode_text(texts), full, atol=1e-5)
+
