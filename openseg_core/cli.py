@@ -1,4 +1,5 @@
-"""The ``openseg`` command: ``openseg plugins`` and ``openseg shapes DIR``."""
+"""The ``openseg`` command: ``openseg plugins``, ``openseg shapes DIR`` and
+``openseg pretrain-clip``."""
 import argparse
 import sys
 
@@ -25,6 +26,8 @@ def _shapes(args) -> None:
     from openseg_core.datasets.shapes import ShapesSpec, generate_shapes
     spec = ShapesSpec(image_size=args.size, seed=args.seed,
                       splits=dict(train=args.train, val=args.val, val_open=args.val_open))
+    if args.pretrain:
+        spec.splits['pretrain'] = args.pretrain
     if min(spec.splits.values()) < 0 or args.size < 32:
         raise ValueError('split sizes must be >= 0 and --size >= 32')
 
@@ -36,6 +39,16 @@ def _shapes(args) -> None:
     print(f'wrote shapes dataset to {out}')
 
 
+def _pretrain_clip(args) -> None:
+    from openseg_core.models.clip.pretrained import build_shapes_clip, shapes_clip_file
+    import os
+    path = shapes_clip_file()
+    # The explicit command builds whatever OPENSEG_BUILD_PRETRAINED says (that variable only
+    # forbids builds on demand, inside other commands).
+    print(path if os.path.isfile(path) and not args.force
+          else build_shapes_clip(path, force=args.force))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog='openseg')
     sub = parser.add_subparsers(dest='command', required=True)
@@ -45,10 +58,17 @@ def main(argv=None) -> None:
     shapes.add_argument('--train', type=int, default=800)
     shapes.add_argument('--val', type=int, default=100)
     shapes.add_argument('--val-open', type=int, default=100)
+    shapes.add_argument('--pretrain', type=int, default=0,
+                        help='images of the image-caption split "pretrain" (CLIP pretraining; '
+                        'every class named, no masks); 0 = none')
     shapes.add_argument('--size', type=int, default=128, help='image side in pixels')
     shapes.add_argument('--seed', type=int, default=0)
+    clip = sub.add_parser('pretrain-clip', help='build the small CLIP trained on shapes into the '
+                          'openseg cache (once; about 5 minutes) and print its path')
+    clip.add_argument('--force', action='store_true', help='rebuild even if it is cached')
     args = parser.parse_args(argv)
-    run_tool(lambda: {'plugins': _plugins, 'shapes': _shapes}[args.command](args), 'openseg')
+    commands = {'plugins': _plugins, 'shapes': _shapes, 'pretrain-clip': _pretrain_clip}
+    run_tool(lambda: commands[args.command](args), 'openseg')
 
 
 if __name__ == '__main__':

@@ -12,6 +12,8 @@ if [ ! -f "$DATA/shapes.json" ]; then
   echo "== generating the shapes dataset into $DATA"
   openseg shapes "$DATA"
 fi
+echo "== the small CLIP trained on shapes (built once into \$OPENSEG_HOME/pretrained, ~5 min)"
+openseg pretrain-clip
 echo "== training $CONFIG (progress every 20 iterations)"
 python tools/train.py "$CONFIG" --work-dir "$WORK_DIR" "$@"
 CKPT=$(cat "$WORK_DIR/last_checkpoint")

@@ -1,9 +1,11 @@
 from .captions import CocoCaptionsDataset, LocalizedNarrativesDataset
+from .crops import CropToBox, ObjectCropsDataset, square_crop_box
 from .errors import DatasetError
 from .open_vocab_panoptic import OpenVocabPanopticDataset
 from .referring import ReferringDataset, load_refs
 from .transforms import PackOpenSegInputs, SetTask
 
 __all__ = ['OpenVocabPanopticDataset', 'ReferringDataset', 'CocoCaptionsDataset',
-           'LocalizedNarrativesDataset', 'DatasetError', 'load_refs', 'SetTask',
+           'LocalizedNarrativesDataset', 'ObjectCropsDataset', 'CropToBox', 'square_crop_box',
+           'DatasetError', 'load_refs', 'SetTask',
            'PackOpenSegInputs']

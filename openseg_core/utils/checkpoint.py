@@ -3,7 +3,12 @@
 One path for every tool and the Python API: :func:`read_checkpoint` reads a file (with errors
 that say what is wrong with it), :func:`load_model_weights` puts its weights into a model and,
 by default, refuses a checkpoint that does not fit the model.
+
+A path may also be an alias of a checkpoint openseg builds itself (``openseg://shapes_clip``,
+the small CLIP trained on ``shapes``): configs name it like any file, and it is built into the
+openseg cache the first time it is needed.
 """
+import importlib
 import logging
 import os
 import pickle
@@ -22,13 +27,34 @@ class CheckpointError(ValueError):
 #: How many mismatched keys a message names.
 SHOWN = 3
 
+ALIAS_PREFIX = 'openseg://'
+#: alias -> ``'module:function'`` returning the file's path (building it if needed).
+ALIASES = {'openseg://shapes_clip': 'openseg_core.models.clip.pretrained:shapes_clip_path'}
+
+
+def resolve_checkpoint_path(path: str) -> str:
+    """``path`` itself, or the file an ``openseg://`` alias stands for (built if missing).
+
+    Raises:
+        ValueError: an unknown alias.
+    """
+    path = os.fspath(path)
+    if not path.startswith(ALIAS_PREFIX):
+        return path
+    if path not in ALIASES:
+        raise ValueError(f'unknown checkpoint alias {path!r}; known: {sorted(ALIASES)}')
+    module, function = ALIASES[path].split(':')
+    return getattr(importlib.import_module(module), function)()
+
 
 def load_state_dict_file(path: str, what: str = 'checkpoint') -> dict:
-    """Load ``path`` (``.pth``/``.pt``/``.bin`` or ``.safetensors``) with ``weights_only``.
+    """Load ``path`` (``.pth``/``.pt``/``.bin`` or ``.safetensors``, or an ``openseg://``
+    alias) with ``weights_only``.
 
     Raises:
         FileNotFoundError: with what to put where, if the file is missing.
     """
+    path = resolve_checkpoint_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{what} not found at {path!r}: download them once and put the '
                                 'file there, or change the path in the config')

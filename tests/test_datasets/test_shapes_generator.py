@@ -1,5 +1,6 @@
 import hashlib
 import json
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -81,3 +82,38 @@ def test_text_annotations_mention_attributes(shapes_root):
         assert [u['utterance'] for u in record['timed_caption']] == words
         assert len(record['traces'][0]) == len(words)
         assert all(0 <= p['x'] <= 1 and 0 <= p['y'] <= 1 for p in record['traces'][0])
+
+
+def test_caption_split_names_every_class_and_writes_nothing_else(tmp_path):
+    spec = ShapesSpec(image_size=64, splits=dict(pretrain=60))
+    generate_shapes(str(tmp_path / 'a'), spec)
+    generate_shapes(str(tmp_path / 'b'), spec)
+    assert _digest(tmp_path / 'a') == _digest(tmp_path / 'b')
+    root = tmp_path / 'a'
+    files = sorted(str(p.relative_to(root)) for p in root.rglob('*') if p.is_file())
+    assert [f for f in files if not f.startswith('images/pretrain/')] == [
+        'annotations/captions_pretrain.json', 'shapes.json']
+    data = json.loads((root / 'annotations' / 'captions_pretrain.json').read_text())
+    assert len(data['images']) == 60 == len(files) - 2
+    per_image = {}
+    for ann in data['annotations']:
+        per_image.setdefault(ann['image_id'], []).append(ann['caption'])
+    assert sorted(per_image) == list(range(1, 61)) and min(map(len, per_image.values())) >= 4
+    words = set(' '.join(a['caption'] for a in data['annotations']).replace('.', ' ')
+                .replace(',', ' ').split())
+    # Held-out classes included: captions name everything, only segmentation labels hold out.
+    assert {c['name'] for c in shapes_categories()} <= words
+    assert {'red', 'small', 'large', 'left', 'above'} <= words
+    captions = [a['caption'] for a in data['annotations']]
+    assert 'a photo of a star.' in captions and 'a photo of a diamond.' in captions
+
+
+def test_caption_split_leaves_the_segmentation_splits_unchanged(tmp_path):
+    seg = dict(train=3, val=2, val_open=2)
+    generate_shapes(str(tmp_path / 'a'), ShapesSpec(image_size=48, splits=seg))
+    generate_shapes(str(tmp_path / 'b'), ShapesSpec(image_size=48, splits=dict(seg, pretrain=5)))
+    for root in (tmp_path / 'a', tmp_path / 'b'):
+        (root / 'shapes.json').unlink()  # lists the splits
+        shutil.rmtree(root / 'images' / 'pretrain', ignore_errors=True)
+        (root / 'annotations' / 'captions_pretrain.json').unlink(missing_ok=True)
+    assert _digest(tmp_path / 'a') == _digest(tmp_path / 'b')

@@ -14,6 +14,11 @@ index)``, so two runs write byte-identical files. Written per split::
 
 ``train`` and ``val`` never contain :data:`HELD_OUT_CLASSES`; ``val_open`` contains every class,
 for open-vocabulary evaluation.
+
+A split named in :data:`CAPTION_SPLITS` (``pretrain``) is image-caption pairs only, for
+pretraining a small CLIP: ``images/<split>/`` + ``annotations/captions_<split>.json``, several
+captions per image that name every class, held-out ones included (web captions name everything),
+and no masks, boxes or other annotations.
 """
 import json
 import math
@@ -37,6 +42,10 @@ STUFF_LOOK = {'sky': ((150, 195, 240), 6), 'grass': ((90, 140, 60), 28),
               'sand': ((215, 190, 140), 18), 'water': ((40, 100, 150), 14)}
 SIZES = {'small': (0.07, 0.10), 'medium': (0.11, 0.15), 'large': (0.16, 0.21)}
 MIN_VISIBLE_FRACTION = 0.35
+#: Splits written as image-caption pairs only (see :func:`_write_caption_split`).
+CAPTION_SPLITS = ('pretrain',)
+#: Kinds of image in a caption split: whole scenes, crops centred on one shape, stuff patches.
+CAPTION_IMAGE_SHARES = dict(scene=0.25, object=0.7, stuff=0.05)
 
 
 def shapes_categories() -> List[dict]:
@@ -204,6 +213,8 @@ def _id_to_rgb(seg: np.ndarray) -> np.ndarray:
 
 def _write_split(root: str, split: str, count: int, spec: ShapesSpec,
                  progress: Optional[Callable[[str, int, int], None]]):
+    if split in CAPTION_SPLITS:
+        return _write_caption_split(root, split, count, spec, progress)
     cats = shapes_categories()
     cat_id = {c['name']: c['id'] for c in cats}
     classes = [c for c in THING_CLASSES if split == 'val_open' or c not in HELD_OUT_CLASSES]
@@ -284,6 +295,108 @@ def _write_split(root: str, split: str, count: int, spec: ShapesSpec,
     with open(os.path.join(ann_dir, f'narratives_{split}.jsonl'), 'w') as f:
         for record in narratives:
             f.write(json.dumps(record) + '\n')
+
+
+def _a(word: str) -> str:
+    return ('an ' if word[0] in 'aeiou' else 'a ') + word
+
+
+def _square_box(box, scale: float, shift, size: int):
+    """A square of side ``scale * max(w, h)`` centred on ``box`` (x, y, w, h) moved by
+    ``shift`` (fractions of the side), kept inside the image -> int ``(x0, y0, x1, y1)``."""
+    x, y, w, h = box
+    side = int(round(min(size, max(8.0, scale * max(w, h)))))
+    cx, cy = x + w / 2 + shift[0] * side, y + h / 2 + shift[1] * side
+    x0 = int(round(min(max(cx - side / 2, 0), size - side)))
+    y0 = int(round(min(max(cy - side / 2, 0), size - side)))
+    return x0, y0, x0 + side, y0 + side
+
+
+def _object_captions(rng, t: dict, ground: List[str]) -> List[str]:
+    """Captions of an image centred on the shape ``t`` (other shapes may show at its edges;
+    like a web photo of an object, the caption names the main one). Five of eight name the
+    shape alone: colour and stuff are learned first and would otherwise explain most captions."""
+    name, colour = t['name'], t['colour']
+    on = ' and '.join(ground)
+    return [f'a photo of {_a(name)}.', f'{_a(name)}.', f'a picture of {_a(name)}.',
+            f'{_a(name)} in the picture.',
+            str(rng.choice([name, f'the {name}', f'{_a(name)} shape'])),
+            f'a photo of {_a(colour)} {name}.', f'{_a(colour)} {name} on {on}.',
+            f"a close-up of {_a(t['size'])} {colour} {name}."]
+
+
+def _scene_captions(rng, things: List[dict], upper: str, lower: str) -> List[str]:
+    """Captions of a whole scene: the two full descriptions of the segmentation splits, a list
+    of names, one shape with its position, and one shape alone (a caption that mentions one
+    object of many, as web captions do)."""
+    caps = [_caption(things, upper, lower, 0), _caption(things, upper, lower, 1)]
+    names = [_a(t['name']) for t in things]
+    listed = names[0] if len(names) == 1 else ', '.join(names[:-1]) + ' and ' + names[-1]
+    caps.append(f'a photo of {listed}.')
+    t = things[int(rng.integers(len(things)))]
+    caps.append(f"{_a(t['colour'])} {t['name']} {t['position']}, {upper} above {lower}.")
+    t = things[int(rng.integers(len(things)))]
+    caps.append(f"a photo of {_a(t['name'])}.")
+    return caps
+
+
+def _write_caption_split(root: str, split: str, count: int, spec: ShapesSpec,
+                         progress: Optional[Callable[[str, int, int], None]]):
+    """Image-caption pairs over every class (held-out ones included), nothing else.
+
+    Three kinds of image, drawn per index (:data:`CAPTION_IMAGE_SHARES`): whole scenes, crops
+    centred on one shape and crops of one stuff region, all at ``spec.image_size``. Contrastive
+    learning on whole scenes alone gives an image embedding of the scene, which names a
+    single shape's crop poorly; object-centred pictures are a large share of CLIP's web data
+    too, and they are what zero-shot classification of a crop asks about.
+    """
+    size = spec.image_size
+    os.makedirs(os.path.join(root, 'images', split), exist_ok=True)
+    os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
+    split_seed = 3 + CAPTION_SPLITS.index(split)
+    images, captions = [], []
+    for index in range(count):
+        rng = np.random.default_rng([spec.seed, split_seed, index])
+        image, things, stuff, (upper, lower) = _render_image(rng, spec, list(THING_CLASSES))
+        kind = rng.uniform()
+        if not things:  # every shape hidden: the scene has only stuff to show
+            kind = 1.0
+        if kind < CAPTION_IMAGE_SHARES['scene']:
+            texts = _scene_captions(rng, things, upper, lower)
+        elif kind < CAPTION_IMAGE_SHARES['scene'] + CAPTION_IMAGE_SHARES['object']:
+            t = things[int(rng.integers(len(things)))]
+            box = _square_box(_bbox(t['mask']), rng.uniform(1.1, 1.6),
+                              rng.uniform(-0.1, 0.1, 2), size)
+            ground = [s['name'] for s in stuff
+                      if s['mask'][box[1]:box[3], box[0]:box[2]].mean() > 0.05]
+            texts = _object_captions(rng, t, ground or [upper])
+            image = np.asarray(Image.fromarray(image).crop(box).resize((size, size),
+                                                                        Image.BILINEAR))
+        else:
+            s = stuff[int(rng.integers(len(stuff)))]
+            ys, xs = np.nonzero(s['mask'])
+            k = int(rng.integers(len(xs)))
+            side = int(size * rng.uniform(0.2, 0.35))
+            box = _square_box((xs[k] - side / 2, ys[k] - side / 2, side, side), 1.0, (0, 0),
+                              size)
+            texts = [f"a photo of {s['name']}.", f"{s['name']}.", f"a patch of {s['name']}.",
+                     f"a photo of {_a(s['name'])}."]
+            image = np.asarray(Image.fromarray(image).crop(box).resize((size, size),
+                                                                        Image.BILINEAR))
+        image_id = index + 1
+        file_name = f'{image_id:06d}.png'
+        # Fast PNG compression: caption splits are large and read once by the pretraining.
+        Image.fromarray(image).save(os.path.join(root, 'images', split, file_name),
+                                    compress_level=1)
+        images.append(dict(id=image_id, file_name=file_name, width=size, height=size))
+        for text in texts:
+            captions.append(dict(id=len(captions) + 1, image_id=image_id, caption=text))
+        if progress is not None:
+            progress(split, index + 1, count)
+    info = dict(description='openseg shapes image-caption pairs', seed=spec.seed,
+                split=split, held_out=list(HELD_OUT_CLASSES))
+    with open(os.path.join(root, 'annotations', f'captions_{split}.json'), 'w') as f:
+        json.dump(dict(info=info, images=images, annotations=captions), f)
 
 
 def generate_shapes(out_dir: str, spec: Optional[ShapesSpec] = None,

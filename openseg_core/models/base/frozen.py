@@ -32,6 +32,8 @@ SOURCE_KEY = '_frozen_source_sha256'
 def file_sha256(path: str) -> bytes:
     """SHA-256 of a file, or of every file under a directory (a diffusers/transformers
     model folder), names included so that renaming a shard changes it."""
+    from openseg_core.utils.checkpoint import resolve_checkpoint_path
+    path = resolve_checkpoint_path(path)  # an ``openseg://`` alias digests its file
     digest = hashlib.sha256()
     if os.path.isdir(path):
         files = sorted(os.path.relpath(os.path.join(root, name), path)

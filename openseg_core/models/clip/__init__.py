@@ -7,3 +7,7 @@ import open_clip
 
 MODEL_CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'model_configs')
 open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+from .contrastive_clip import ContrastiveCLIP  # noqa: E402  (needs the configs registered)
+
+__all__ = ['MODEL_CONFIG_DIR', 'ContrastiveCLIP']
