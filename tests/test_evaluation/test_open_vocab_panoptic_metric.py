@@ -62,3 +62,21 @@ def test_a_vocabulary_without_a_group_reports_it_not_applicable(shapes_root, gro
     present, absent = ('th', 'st') if group == 'things' else ('st', 'th')
     assert result['PQ'] == pytest.approx(100) and result[f'PQ_{present}'] == pytest.approx(100)
     assert all(math.isnan(result[f'{m}_{absent}']) for m in ('PQ', 'SQ', 'RQ'))
+
+
+def test_class_groups_average_over_their_classes(shapes_root):
+    samples, meta, _ = _gt_as_prediction(shapes_root, drop_first_thing=True, classes=VOCABULARY)
+    things = tuple(c for c in VOCABULARY if c in THING_CLASSES)
+    metric = OpenVocabPanopticMetric(
+        ann_file=str(shapes_root / 'annotations/panoptic_val.json'),
+        seg_prefix=str(shapes_root / 'annotations/panoptic_val'), nproc=1,
+        class_groups=dict(all_things=things, held_out=HELD_OUT_CLASSES, sky=('sky',)))
+    metric.dataset_meta = meta
+    metric.process({}, samples)
+    result = metric.compute_metrics(metric.results)
+    assert result['PQ_th'] < 100  # a dropped thing
+    for key in ('PQ', 'SQ', 'RQ'):
+        assert result[f'{key}_all_things'] == pytest.approx(result[f'{key}_th'])
+    assert result['PQ_sky'] == pytest.approx(100)
+    # The held-out classes are not in this vocabulary: not applicable, not 0.
+    assert math.isnan(result['PQ_held_out'])

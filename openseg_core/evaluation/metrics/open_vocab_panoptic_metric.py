@@ -1,7 +1,7 @@
 """mmdet's COCO panoptic and instance metrics, scored over the vocabulary that was evaluated."""
 import contextlib
 import math
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 from mmdet.evaluation import CocoMetric, CocoPanopticMetric
 from mmdet.evaluation.functional import INSTANCE_OFFSET
@@ -49,13 +49,22 @@ class OpenVocabPanopticMetric(CocoPanopticMetric):
     A group with no class to score (a things-only or stuff-only vocabulary, or classes that
     never occur) has PQ/SQ/RQ ``nan`` (not applicable) where panopticapi divides by zero, and
     stuff of label 0 is scored (mmdet's metric writes it as VOID).
-    Same arguments as ``CocoPanopticMetric``.
+
+    Args:
+        class_groups: more groups to average over besides things and stuff, e.g.
+            ``dict(held_out=('diamond', 'star'))`` reports ``PQ_held_out``, ``SQ_held_out``,
+            ``RQ_held_out`` over those of its classes that are in the vocabulary (``nan`` when
+            none is). Not computed when predictions are written to ``outfile_prefix``.
+        *args, **kwargs: those of ``CocoPanopticMetric``.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, class_groups: Optional[Dict[str, Sequence[str]]] = None,
+                 **kwargs):
         with _annotation_file(type(self).__name__, kwargs.get('ann_file'),
                               'panoptic annotation file'):
             super().__init__(*args, **kwargs)
+        self.class_groups = {name: tuple(classes)
+                             for name, classes in (class_groups or {}).items()}
         self._file_categories = (list(self._coco_api.dataset['categories'])
                                  if self._coco_api is not None else None)
 
@@ -115,8 +124,22 @@ class OpenVocabPanopticMetric(CocoPanopticMetric):
                 pq_results['classwise'] = classwise
         classwise = (dict(zip(self.dataset_meta['classes'], pq_results['classwise'].values()))
                      if self.classwise else None)
-        print_panoptic_table(pq_results, classwise, logger=MMLogger.get_current_instance())
-        return parse_pq_results(pq_results)
+        logger = MMLogger.get_current_instance()
+        print_panoptic_table(pq_results, classwise, logger=logger)
+        metrics = parse_pq_results(pq_results)
+        for group, names in self.class_groups.items():
+            members = {label: info for label, info in self.categories.items()
+                       if info['name'] in names}
+            scored = any(pq_stat.pq_per_cat[label].tp + pq_stat.pq_per_cat[label].fp
+                         + pq_stat.pq_per_cat[label].fn for label in members)
+            average = (pq_stat.pq_average(members, None)[0] if scored
+                       else _not_applicable(members)[0])
+            for key in ('pq', 'sq', 'rq'):
+                metrics[f'{key.upper()}_{group}'] = 100 * average[key]
+            present = ', '.join(info['name'] for info in members.values())
+            logger.info(f'PQ over {group} ({present or "none in the vocabulary"}): '
+                        f'{metrics["PQ_" + group]:.3f}')
+        return metrics
 
 
 @METRICS.register_module()
