@@ -107,3 +107,21 @@ def test_crop_is_a_square_around_the_box_and_sees_nothing_else(tower):
     assert before.shape == (1, 2, 16)
     torch.testing.assert_close(before[:, 0], after[:, 0])
     assert not torch.allclose(before[:, 1], after[:, 1])
+
+
+def test_masked_crop_sees_only_its_mask(tower):
+    images = torch.randn(1, 3, 64, 64)
+    boxes = torch.tensor([[[16.0, 16.0, 48.0, 48.0], [16.0, 16.0, 48.0, 48.0]]])
+    masks = torch.zeros(1, 2, 64, 64)
+    masks[0, 0, 20:40, 20:40] = 1
+    masks[0, 1] = 1
+    changed = images.clone()
+    changed[..., 42:48, 42:48] = torch.randn(1, 3, 6, 6)  # inside both boxes, outside mask 0
+    with torch.no_grad():
+        before = tower.embed_boxes(images, boxes, masks=masks)
+        after = tower.embed_boxes(changed, boxes, masks=masks)
+        unmasked = tower.embed_boxes(images, boxes[:, 1:])
+    torch.testing.assert_close(before[:, 0], after[:, 0])
+    assert not torch.allclose(before[:, 1], after[:, 1])
+    # A mask covering everything is the plain crop.
+    torch.testing.assert_close(before[:, 1], unmasked[:, 0])

@@ -12,10 +12,11 @@ model = dict(
     text_encoder=dict(_delete_=True, **_base_.shapes_clip_text_encoder),
     # Pretrained text embeddings are spread apart: CLIP's initial temperature.
     head=dict(init_temperature=0.07),
-    # CLIP sees each mask as a crop around it (its 4 x 4 map of a 128 px scene is too coarse
-    # to pool in: docs/pretrained_clip.md); the classes of the training split are `seen`, the
-    # others (held out) trust CLIP more.
+    # CLIP sees each mask as a crop around it, the pixels outside the mask greyed out (its
+    # 4 x 4 map of a 128 px scene is too coarse to pool in, and an unmasked crop of a stuff
+    # region shows the shapes on it: docs/reference_model.md); FC-CLIP's weights, the classes
+    # of the training split `seen`, the others (held out) trusting CLIP more.
     region_ensemble=dict(
-        type='CLIPRegionEnsemble', region='crop', alpha_seen=0.4, alpha_unseen=0.8,
+        type='CLIPRegionEnsemble', region='masked_crop', alpha_seen=0.4, alpha_unseen=0.8,
         seen_classes=('circle', 'square', 'triangle', 'cross', 'sky', 'grass', 'sand',
                       'water')))

@@ -106,7 +106,8 @@ class OpenCLIPImageBackbone(FrozenPartsMixin, BaseModule):
                 outs.append(x)
         return tuple(outs)
 
-    def embed_boxes(self, images: Tensor, boxes: Tensor, scale: float = 1.3) -> Tensor:
+    def embed_boxes(self, images: Tensor, boxes: Tensor, scale: float = 1.3,
+                    masks: Optional[Tensor] = None) -> Tensor:
         """CLIP embeddings of image crops, as CLIP sees a picture: a square around each box
         (``scale`` x its longer side), resampled to the tower's input size (mmcv's RoIAlign),
         through the whole tower. The region classifier of OVSeg and ZegFormer; on ``shapes``
@@ -115,12 +116,20 @@ class OpenCLIPImageBackbone(FrozenPartsMixin, BaseModule):
         Args:
             images: ``(B, 3, H, W)`` the normalised input.
             boxes: ``(B, Q, 4)`` ``x1, y1, x2, y2`` in input pixels.
+            masks: optional ``(B, Q, H, W)`` weights in ``[0, 1]``: pixels outside a mask are
+                set to the mean colour (0 after normalisation) in its crop, as OVSeg masks
+                crops, so a region's box shows only the region.
 
         Returns:
             ``(B, Q, D)`` embeddings (not normalised).
         """
         from mmcv.ops import roi_align
         batch, queries = boxes.shape[:2]
+        if masks is not None:
+            # One masked copy of the image per query; RoIAlign then reads query q's copy.
+            images = (images[:, None] * masks[:, :, None].to(images.dtype)).flatten(0, 1)
+            batch, queries = batch * queries, 1
+        boxes_shape = boxes.shape
         boxes = boxes.reshape(-1, 4).to(images.dtype)
         centre = (boxes[:, :2] + boxes[:, 2:]) / 2
         half = ((boxes[:, 2:] - boxes[:, :2]).amax(-1, keepdim=True).clamp_min(1.0) * scale / 2)
@@ -129,7 +138,7 @@ class OpenCLIPImageBackbone(FrozenPartsMixin, BaseModule):
         size = self.visual.image_size
         size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
         crops = roi_align(images, rois, size, 1.0, 0, 'avg', True)
-        return self.visual(crops).view(batch, queries, -1)
+        return self.visual(crops).view(*boxes_shape[:2], -1)
 
     def embed_regions(self, last_stage: Tensor, masks: Tensor) -> Tensor:
         """CLIP embeddings of regions: CLIP's attention pooling restricted to each mask.

@@ -14,7 +14,7 @@ from ..base import Vocabulary
 from ..interfaces import implements
 
 #: How CLIP sees a predicted mask (see :class:`CLIPRegionEnsemble`).
-REGIONS = ('mask_pool', 'crop')
+REGIONS = ('mask_pool', 'crop', 'masked_crop')
 
 
 @implements('mask_classification.RegionEnsemble', example=dict(seen_classes=('circle',)))
@@ -37,9 +37,11 @@ class CLIPRegionEnsemble(BaseModule):
     - ``'mask_pool'``: the tower's last feature map pooled inside the mask (FC-CLIP pools
       ConvNeXt-CLIP features; here CLIP's attention pooling restricted to the mask, the
       convolutional form of ODISE's MaskCLIP). Needs a map fine enough for the objects.
-    - ``'crop'``: the image cropped around the mask's box through the whole tower (OVSeg,
-      ZegFormer); robust when the map is coarse (the small ``shapes`` CLIP: 4 x 4 cells on a
+    - ``'crop'``: the image cropped around the mask's box through the whole tower
+      (ZegFormer); robust when the map is coarse (the small ``shapes`` CLIP: 4 x 4 cells on a
       128 px scene).
+    - ``'masked_crop'``: the same with the pixels outside the mask set to the mean colour
+      (OVSeg): a stuff region's box no longer shows the objects lying on it.
 
     Args:
         seen_classes: names of the training vocabulary.
@@ -93,7 +95,12 @@ class CLIPRegionEnsemble(BaseModule):
         batch, queries, height, width = masks.shape
         boxes = mask2bbox(masks.flatten(0, 1)).view(batch, queries, 4)
         boxes = boxes * boxes.new_tensor([images.shape[-1] / width, images.shape[-2] / height] * 2)
-        return tower.embed_boxes(images, boxes, self.crop_scale), masks.flatten(2).any(-1)
+        pixel_masks = None
+        if self.region == 'masked_crop':
+            pixel_masks = F.interpolate(mask_logits, size=images.shape[-2:], mode='bilinear',
+                                        align_corners=False) > self.mask_threshold
+        return (tower.embed_boxes(images, boxes, self.crop_scale, pixel_masks),
+                masks.flatten(2).any(-1))
 
     def alphas(self, vocabulary: Vocabulary, device=None) -> Tensor:
         """``(K,)`` CLIP's weight per class of ``vocabulary``."""
