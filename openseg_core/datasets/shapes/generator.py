@@ -385,7 +385,7 @@ def _write_caption_split(root: str, split: str, count: int, spec: ShapesSpec,
                                                                         Image.BILINEAR))
         image_id = index + 1
         file_name = f'{image_id:06d}.png'
-        # Fast PNG compression: caption splits are large and read once by the pretraining.
+        # Fast PNG compression: a caption split is large and every CLIP build writes it anew.
         Image.fromarray(image).save(os.path.join(root, 'images', split, file_name),
                                     compress_level=1)
         images.append(dict(id=image_id, file_name=file_name, width=size, height=size))

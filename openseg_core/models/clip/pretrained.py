@@ -145,8 +145,8 @@ def _build(out: str, work: str, build: dict, cfg_options: dict) -> None:
 
     # One intra-op thread: on 2 cores shared with other jobs, two threads wait on each other
     # at every op (measured beside two other jobs: 4.4 s per iteration with two threads, 0.2 s
-    # with one). Alone on the machine two threads ran at about 0.14 s: one costs little and
-    # leaves the other core to the data worker.
+    # with one). At low load one thread ran at 0.17-0.19 s and two at about 0.14 s: one costs
+    # a quarter there, leaves the other core to the data worker and never the 20x above.
     torch.set_num_threads(1)
     start = time.time()
     data = os.path.join(work, 'shapes')
