@@ -19,6 +19,9 @@ def _plugins(args) -> None:
             print(f"  requires: {', '.join(record.requires)}")
         for kind, names in sorted(record.registered.items()):
             print(f"  {kind.lower()}: {', '.join(names)}")
+    suites = sorted(manager.benchmarks())
+    if suites:
+        print(f"benchmarks (tools/benchmark.py CONFIG --suite NAME): {', '.join(suites)}")
     print(f'(allow-list with {ALLOW_ENV}=a,b; disable with {DISABLE_ENV}=a,b)')
 
 

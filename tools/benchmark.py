@@ -1,6 +1,7 @@
 """Inference (and training) speed of a config, optionally against mmdet's Mask2Former.
 
     python tools/benchmark.py CONFIG [--size 512] [--iters 10] [--compare-mmdet] [--train]
+    python tools/benchmark.py CONFIG --suite NAME [the suite's options]   # a plugin's benchmark
 
 Reports the median latency per image, images/s and peak memory (the model's weights plus the
 working memory of one step: the CUDA allocator's peak on a GPU, the resident set on a CPU); with
@@ -26,6 +27,7 @@ from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData, PixelData
 
 from openseg_core.engine.cli import load_config, run_tool
+from openseg_core.plugins import get_plugin_manager
 from openseg_core.registry import MODELS
 
 
@@ -47,7 +49,13 @@ def parse_args():
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. model.text_encoder.templates=[{}.]')
-    return parser.parse_args()
+    parser.add_argument('--suite', default=None,
+                        help="run a plugin's benchmark instead (`openseg plugins` lists them); "
+                             'options this tool does not know go to the suite')
+    args, rest = parser.parse_known_args()
+    if rest and args.suite is None:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args, rest
 
 
 def _batch(size: int, n: int, with_targets: bool, num_classes: int):
@@ -271,8 +279,15 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
 
 
 def main():
-    args = parse_args()
+    args, suite_argv = parse_args()
     cfg = load_config(args.config, args.cfg_options)
+    if args.suite is not None:
+        suites = get_plugin_manager().benchmarks()
+        if args.suite not in suites:
+            known = ', '.join(sorted(suites)) or 'none installed'
+            raise ValueError(f"no benchmark suite '{args.suite}' (known: {known})")
+        suites[args.suite](cfg, args, suite_argv)
+        return
     if args.compare_mmdet:
         # mmdet's Mask2Former has no semantic output: ask both for the same work.
         cfg.model.postprocessor.semantic_on = False

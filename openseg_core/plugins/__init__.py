@@ -231,6 +231,13 @@ class PluginManager:
             converters.update(found)
         return converters
 
+    def benchmarks(self) -> dict:
+        """``{name: fn(cfg, args, argv)}`` of every enabled plugin's benchmarks."""
+        found = {}
+        for suites in self.hook.openseg_benchmarks():
+            found.update(suites)
+        return found
+
     def inference_tasks(self) -> dict:
         tasks = {}
         for found in self.hook.openseg_inference_tasks():

@@ -84,3 +84,17 @@ def openseg_run_task(task, model, inputs, data_samples, options):
         ``(H, W)`` bool array at the original size, or ``None``) to draw. Raise ``ValueError``
         with a one-line reason for unusable options (e.g. a missing ``text``).
     """
+
+
+@hookspec
+def openseg_benchmarks():
+    """Return ``{name: callable}`` of the plugin's benchmarks.
+
+    ``tools/benchmark.py CONFIG --suite NAME [suite options]`` runs one: the callable is
+    ``fn(cfg, args, argv) -> None`` with ``cfg`` the loaded config (``--cfg-options`` applied),
+    ``args`` the tool's common options (``size``, ``iters``, ``warmup``, ``device``) and
+    ``argv`` the options the tool did not recognise, which the benchmark parses itself (with
+    ``argparse``; an unknown option must be an error, not ignored). It prints its report:
+    medians of timings taken in turns with whatever it compares against, in the same process,
+    and peak memory. Name benchmarks ``'<plugin>.<what>'`` (e.g. ``'ape.prompt_sweep'``).
+    """

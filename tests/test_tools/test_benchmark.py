@@ -17,3 +17,12 @@ def test_benchmark_reports_latency_memory_and_ratio_against_mmdet():
     assert re.search(r'training speed ratio openseg / mmdet \(it/s\): \d+\.\d\d', out)
     # mmengine's per-parameter initialisation log would bury the figures.
     assert 'The value is the same before and after' not in out + result.stderr
+
+
+def test_unknown_suite_or_option_is_one_line_error():
+    from openseg_core.testing import assert_one_line_error
+    result = run_tool(['benchmark.py', TINY_CONFIG, '--suite', 'nope.sweep'])
+    assert_one_line_error(result, 'benchmark.py', "no benchmark suite 'nope.sweep'")
+    # Without a suite, an option the tool does not know is a usage error, not ignored.
+    result = run_tool(['benchmark.py', TINY_CONFIG, '--sizes', '64'])
+    assert result.returncode == 2 and 'unrecognized arguments: --sizes' in result.stderr
