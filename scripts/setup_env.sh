@@ -34,7 +34,7 @@ PIP="python -m pip --disable-pip-version-check -q"
 
 # The third-party stack, pinned; reinstalled only when this block changes.
 stack_stamp=$OPENSEG_VENV/.openseg-stack
-stack_spec="torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION mmengine==0.10.7 mmcv==$MMCV_VERSION/$MMCV_FLAVOUR mmdet==3.3.0 open_clip_torch diffusers pycocotools pycocoevalcap pluggy scipy transformers pytest panopticapi-lite"
+stack_spec="torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION mmengine==0.10.7 mmcv==$MMCV_VERSION/$MMCV_FLAVOUR mmdet==3.3.0 open_clip_torch diffusers pycocotools pycocoevalcap pluggy scipy transformers peft pytest panopticapi-lite"
 if [ "$(cat "$stack_stamp" 2>/dev/null)" != "$stack_spec" ]; then
   log "installing torch $TORCH_VERSION, torchvision $TORCHVISION_VERSION (about a minute)"
   $PIP install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
@@ -61,7 +61,7 @@ if [ "$(cat "$stack_stamp" 2>/dev/null)" != "$stack_spec" ]; then
   # pycocoevalcap: COCO's caption scorers (BLEU, CIDEr); a 100 MB wheel, mostly Java tools that
   # openseg never runs.
   $PIP install "mmcv==$MMCV_VERSION" "mmdet==3.3.0" open_clip_torch diffusers pycocotools \
-    pycocoevalcap pluggy scipy transformers pytest "torch==$TORCH_VERSION" \
+    pycocoevalcap pluggy scipy transformers peft pytest "torch==$TORCH_VERSION" \
     "torchvision==$TORCHVISION_VERSION"
   # panopticapi (COCO's PQ code, used by mmdet's panoptic loader and metric) is not on PyPI;
   # this repackaging pins numpy<2 for no reason of its code, which needs only numpy and PIL.
