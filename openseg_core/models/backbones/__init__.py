@@ -1,3 +1,4 @@
+from .mask_clip import MaskCLIP
 from .open_clip_image_backbone import OpenCLIPImageBackbone
 
-__all__ = ['OpenCLIPImageBackbone']
+__all__ = ['MaskCLIP', 'OpenCLIPImageBackbone']

@@ -14,7 +14,7 @@ from ..base import Vocabulary
 from ..interfaces import implements
 
 #: How CLIP sees a predicted mask (see :class:`CLIPRegionEnsemble`).
-REGIONS = ('mask_pool', 'crop', 'masked_crop')
+REGIONS = ('mask_pool', 'crop', 'masked_crop', 'mask_clip')
 
 
 @implements('mask_classification.RegionEnsemble', example=dict(seen_classes=('circle',)))
@@ -42,11 +42,14 @@ class CLIPRegionEnsemble(BaseModule):
       128 px scene).
     - ``'masked_crop'``: the same with the pixels outside the mask set to the mean colour
       (OVSeg): a stuff region's box no longer shows the objects lying on it.
+    - ``'mask_clip'``: a ViT CLIP's class token restricted to the mask's patches
+      (:class:`~openseg_core.models.backbones.MaskCLIP`, ODISE's classifier); every query
+      gets an embedding, an empty mask the class token's view of the image, as in ODISE.
 
     Args:
         seen_classes: names of the training vocabulary.
         alpha_seen, alpha_unseen: CLIP's weight for seen and unseen classes.
-        region: ``'crop'`` or ``'mask_pool'``.
+        region: one of :data:`REGIONS`.
         mask_threshold: a query's region is where its mask logit exceeds this.
         crop_scale: ``'crop'``: side of the square crop over the box's longer side.
     """
@@ -80,14 +83,19 @@ class CLIPRegionEnsemble(BaseModule):
 
         Args:
             tower: the CLIP image tower (``embed_regions`` / ``embed_boxes``, e.g.
-                :class:`~openseg_core.models.backbones.OpenCLIPImageBackbone`).
+                :class:`~openseg_core.models.backbones.OpenCLIPImageBackbone`; ``embed_masks``
+                for ``'mask_clip'``, :class:`~openseg_core.models.backbones.MaskCLIP`).
             images: ``(B, 3, H, W)`` its input.
-            last_stage: ``(B, C, h, w)`` its last feature map on ``images``.
+            last_stage: ``(B, C, h, w)`` its last feature map on ``images`` (``'mask_pool'``
+                only; ``None`` otherwise).
             mask_logits: ``(B, Q, H', W')`` the queries' mask logits on the padded input.
 
         Returns:
             ``(B, Q, D)`` embeddings and ``(B, Q)`` bool, False where a region is empty.
         """
+        if self.region == 'mask_clip':
+            embeds = tower.embed_masks(images, mask_logits)
+            return embeds, torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
         if self.region == 'mask_pool':
             regions = self.regions(mask_logits, last_stage.shape[-2:])
             return tower.embed_regions(last_stage, regions), regions.flatten(2).any(-1)
@@ -124,6 +132,13 @@ class CLIPRegionEnsemble(BaseModule):
         """
         clip_logits = logit_scale.exp() * F.normalize(region_embeds, dim=-1) @ \
             F.normalize(class_embeds, dim=-1).t()
+        return self.combine(cls_logits, clip_logits, valid, vocabulary)
+
+    def combine(self, cls_logits: Tensor, clip_logits: Tensor, valid: Tensor,
+                vocabulary: Vocabulary) -> Tensor:
+        """The geometric ensemble of the learned ``(B, Q, K + 1)`` logits and CLIP's
+        ``(B, Q, K)`` logits (any scale: a softmax is taken), for callers that score regions
+        their own way (e.g. several names per class); arguments as in :meth:`forward`."""
         learned = cls_logits[..., :-1].softmax(-1)
         alpha = self.alphas(vocabulary, cls_logits.device) * valid[..., None]
         combined = torch.exp((1 - alpha) * learned.clamp_min(1e-8).log()

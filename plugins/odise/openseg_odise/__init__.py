@@ -1,0 +1,2 @@
+"""ODISE as an openseg plugin (scope ``odise``)."""
+__version__ = '0.1.0'

@@ -1,0 +1,1 @@
+"""ODISE benchmarks (tools/benchmark.py CONFIG --suite odise.<name>)."""

@@ -1,0 +1,1 @@
+"""Official ODISE checkpoints -> openseg."""

@@ -1,0 +1,3 @@
+from .panoptic_captions import PanopticCaptionsDataset
+
+__all__ = ['PanopticCaptionsDataset']

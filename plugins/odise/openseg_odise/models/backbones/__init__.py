@@ -1,0 +1,3 @@
+from .diffusion_backbone import DiffusionBackbone, projection
+
+__all__ = ['DiffusionBackbone', 'projection']

@@ -1,0 +1,3 @@
+from .odise import ODISE, CaptionODISE, CategoryODISE
+
+__all__ = ['ODISE', 'CategoryODISE', 'CaptionODISE']
