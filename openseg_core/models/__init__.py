@@ -6,6 +6,7 @@ from .backbones import *  # noqa: F401,F403
 from .base import *  # noqa: F401,F403
 from .clip import MODEL_CONFIG_DIR  # noqa: F401  (registers openseg's CLIP architectures)
 from .data_preprocessors import *  # noqa: F401,F403
+from .detection import *  # noqa: F401,F403
 from .language import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .mask_classification import *  # noqa: F401,F403
