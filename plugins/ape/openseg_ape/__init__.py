@@ -1,0 +1,2 @@
+"""APE as an openseg plugin (scope ``ape``)."""
+__version__ = '0.1.0'

@@ -1,0 +1,1 @@
+"""Benchmarks of the APE plugin (``tools/benchmark.py CONFIG --suite ape.<name>``)."""

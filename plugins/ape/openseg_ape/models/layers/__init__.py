@@ -1,0 +1,3 @@
+from .bi_attention import BiAttentionBlock, BiMultiHeadAttention
+
+__all__ = ['BiAttentionBlock', 'BiMultiHeadAttention']
