@@ -16,6 +16,7 @@ import tempfile
 
 import numpy as np
 import torch
+from PIL import Image
 
 from openseg_core.engine.cli import UserError, cleanup_on_error, run_tool
 from openseg_core.inference import (MAX_IMAGE_PIXELS, Segmenter, check_image, draw_overlay,
@@ -119,7 +120,8 @@ def run_plugin_task(args, images):
     model = segmenter.model
     arrays = [read_image(image, args.max_pixels or None) for image in images]
     batch = preprocess_images(model, arrays, segmenter.pipeline)
-    options = dict(text=args.text, beam_size=args.beam_size, topk=args.topk)
+    options = dict(text=args.text, beam_size=args.beam_size, topk=args.topk,
+                   images=[np.ascontiguousarray(a[..., ::-1]) for a in arrays])
     with torch.no_grad():
         out = manager.hook.openseg_run_task(task=args.task, model=model,
                                             inputs=batch['inputs'],
@@ -129,12 +131,16 @@ def run_plugin_task(args, images):
         raise ValueError(f'the model of {args.config} ({type(model).__name__}) does not run '
                          f'task {args.task!r}')
     masks = out.get('masks') or [None] * len(images)
-    for image, array, mask in zip(images, arrays, masks):
-        if mask is None:
-            continue
-        overlay = draw_overlay(array[..., ::-1], mask.astype(np.int32),
-                               [dict(id=1, label=args.text or args.task)])
+    drawn = out.get('images') or [None] * len(images)
+    for image, array, mask, picture in zip(images, arrays, masks, drawn):
         png = os.path.join(args.out_dir, f'{_stem(image)}_{args.task}.png')
+        if picture is not None:  # the plugin drew its result itself (RGB)
+            overlay = Image.fromarray(np.asarray(picture, dtype=np.uint8))
+        elif mask is not None:
+            overlay = draw_overlay(array[..., ::-1], mask.astype(np.int32),
+                                   [dict(id=1, label=args.text or args.task)])
+        else:
+            continue
         _write_atomically(png, lambda p: _save_png(overlay, p))
     js = os.path.join(args.out_dir, f'{args.task}.json')
     report = dict(task=args.task, text=args.text,

@@ -16,10 +16,16 @@ the checkpoint records the file's SHA-256 instead, and loading the checkpoint ke
 weights read from that file — or refuses, naming the part, if the configured file differs.
 Checkpoints then stay as small as the trainable weights (a Stable Diffusion UNet is 3.4 GB).
 A randomly initialised frozen module is saved like any other.
+
+Adapters trained inside a frozen module (LoRA in a language model) are named by
+``freeze(..., trainable=patterns)``: those parameters keep their gradients, go into the
+optimizer and into checkpoints, and the module follows the model's train / eval mode so that
+dropout applies while they train; everything else in it stays frozen as above.
 """
+import re
 import hashlib
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -64,7 +70,8 @@ class FrozenPartsMixin:
                     self.freeze('tower', source=pretrained)
     """
 
-    def freeze(self, name: str = '', source: Optional[str] = None) -> None:
+    def freeze(self, name: str = '', source: Optional[str] = None,
+               trainable: Sequence[str] = ()) -> None:
         """Freeze ``self`` (``name=''``) or its sub-module ``name``.
 
         Args:
@@ -72,17 +79,27 @@ class FrozenPartsMixin:
             source: the pretrained file (or directory) the module's weights were loaded from;
                 then checkpoints store its digest instead of the weights. ``None`` for a
                 module whose weights must be saved (random or modified in place).
+            trainable: regular expressions (``re.search``) of parameter names inside the
+                module that stay trainable and are saved: adapters such as LoRA's
+                ``lora_A`` / ``lora_B``. With any, the module is not held in eval mode.
         """
         module = self.get_submodule(name) if name else self
         module.requires_grad_(False)
-        nn.Module.train(module, False)
+        patterns = [re.compile(p) for p in trainable]
+        for param_name, param in module.named_parameters():
+            if any(p.search(param_name) for p in patterns):
+                param.requires_grad_(True)
+        if not patterns:
+            nn.Module.train(module, False)
         if '_frozen_sources' not in self.__dict__:
             self._frozen_sources: Dict[str, Optional[str]] = {}
+            self._frozen_trainable: Dict[str, list] = {}
             self._frozen_digests: Dict[str, bytes] = {}
             self.register_state_dict_post_hook(_drop_pretrained_frozen_weights)
             self.register_load_state_dict_pre_hook(_check_frozen_sources)
             self.register_load_state_dict_post_hook(_keep_pretrained_frozen_weights)
         self._frozen_sources[name] = source
+        self._frozen_trainable[name] = patterns
 
     @property
     def frozen_modules(self) -> Dict[str, Optional[str]]:
@@ -92,8 +109,13 @@ class FrozenPartsMixin:
     def train(self, mode: bool = True):
         super().train(mode)
         for name in self.__dict__.get('_frozen_sources', {}):
-            nn.Module.train(self.get_submodule(name) if name else self, False)
+            if not self._frozen_trainable.get(name):
+                nn.Module.train(self.get_submodule(name) if name else self, False)
         return self
+
+    def _is_trainable_key(self, name: str, key: str) -> bool:
+        """Whether ``key`` (relative to frozen module ``name``) is one of its adapters."""
+        return any(p.search(key) for p in self._frozen_trainable.get(name, ()))
 
     def _frozen_digest(self, name: str) -> bytes:
         if name not in self._frozen_digests:
@@ -111,7 +133,8 @@ def _drop_pretrained_frozen_weights(module, state_dict, prefix, local_metadata) 
             continue
         start = _key_prefix(prefix, name)
         for key in [k for k in state_dict if k.startswith(start)]:
-            del state_dict[key]
+            if not module._is_trainable_key(name, key[len(start):]):
+                del state_dict[key]
         state_dict[start + SOURCE_KEY] = torch.frombuffer(
             bytearray(module._frozen_digest(name)), dtype=torch.uint8)
 
@@ -135,12 +158,15 @@ def _check_frozen_sources(module, state_dict, prefix, local_metadata, strict, mi
                 f'(checkpoint sha256 {saved.hex()[:12]}..., file '
                 f'{module._frozen_digest(name).hex()[:12]}...): point the config at the '
                 'file the checkpoint was trained with')
-        module._frozen_loaded_from_source.add(_key_prefix(prefix, name))
+        module._frozen_loaded_from_source.add((_key_prefix(prefix, name), name))
 
 
 def _keep_pretrained_frozen_weights(module, incompatible_keys) -> None:
-    # The weights are the ones read from the verified file at construction: not missing.
-    starts = tuple(module.__dict__.pop('_frozen_loaded_from_source', ()))
-    if starts:
+    # The weights are the ones read from the verified file at construction: not missing
+    # (adapters trained inside the module are saved, so they are).
+    loaded = module.__dict__.pop('_frozen_loaded_from_source', ())
+    if loaded:
         incompatible_keys.missing_keys[:] = [
-            k for k in incompatible_keys.missing_keys if not k.startswith(starts)]
+            k for k in incompatible_keys.missing_keys
+            if not any(k.startswith(start) and not module._is_trainable_key(name, k[len(start):])
+                       for start, name in loaded)]

@@ -1,0 +1,117 @@
+"""PixelLLM's prompt feature extractor: learnable tokens read the image around a location
+prompt through SAM's two-way transformer, then become the language model's prefix."""
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from openseg_core.models.interfaces import contract, expect, expect_shape, implements
+
+from ..registry import MODELS
+
+
+def two_way_transformer(embed_dims: int, depth: int, num_heads: int = 8, mlp_dims: int = 2048,
+                        downsample_rate: int = 2, layer_norm_eps: float = 1e-5):
+    """``transformers``' ``SamTwoWayTransformer`` (SAM's mask-decoder transformer)."""
+    from transformers import SamMaskDecoderConfig
+    from transformers.models.sam.modeling_sam import SamTwoWayTransformer
+    return SamTwoWayTransformer(SamMaskDecoderConfig(
+        hidden_size=embed_dims, num_hidden_layers=depth, num_attention_heads=num_heads,
+        mlp_dim=mlp_dims, attention_downsample_rate=downsample_rate, hidden_act='relu',
+        layer_norm_eps=layer_norm_eps))
+
+
+@contract('pixelllm.PromptFeatureExtractor')
+def check_prompt_feature_extractor(part) -> None:
+    """Image ``(B, C_img, h, w)`` + PE + prompt tokens ``(B, N, K, C_prompt)`` -> a prefix
+    ``(B, N, num_tokens, out_channels)`` per prompt; different prompts give different prefixes."""
+    part.eval()
+    image = torch.randn(2, part.image_channels, 4, 5)
+    pe = torch.randn(part.prompt_channels, 4, 5)
+    prompts = torch.randn(2, 3, 5, part.prompt_channels)
+    dense = torch.randn(part.prompt_channels)
+    with torch.no_grad():
+        out = part(image, pe, prompts, dense)
+    expect_shape(out, (2, 3, part.num_tokens, part.out_channels), 'prefix')
+    expect(not torch.allclose(out[:, 0], out[:, 1]), 'the prefix ignores the prompt')
+
+
+@implements('pixelllm.PromptFeatureExtractor',
+            example=dict(image_channels=12, prompt_channels=8, embed_dims=16, depth=1,
+                         num_heads=2, mlp_dims=32, num_tokens=4, token_channels=24,
+                         out_channels=20))
+@MODELS.register_module()
+class PromptFeatureExtractor(BaseModule):
+    """``num_tokens`` learnable tokens and the prompt tokens are the queries of a two-way
+    transformer whose keys and values are the projected image features (plus SAM's dense
+    positional encoding); each output token goes through its own linear layer, then a shared
+    linear layer and LayerNorm map them into the language model's input space.
+
+    This is the official ``PromptAdaptor`` with ``prompt_fuse_fn='sparse'`` and the
+    ``LinearProjectLayers`` after it (released configs: depth 6, width 512, 32 tokens of 1024
+    channels, then ``d_model``; the paper says 2 layers). Its dense output branch, computed
+    and discarded with the sparse fusion, is not built.
+
+    Args:
+        image_channels: channels of the (concatenated) image features.
+        prompt_channels: width of the prompt tokens and positional encoding (SAM's 256).
+        embed_dims: width of the two-way transformer.
+        depth: its number of layers.
+        num_tokens: learnable output tokens (the prefix length).
+        token_channels: width of each output token's own projection.
+        out_channels: the language model's input width ``d_model``.
+    """
+
+    def __init__(self, image_channels: int, prompt_channels: int = 256, embed_dims: int = 512,
+                 depth: int = 6, num_heads: int = 8, mlp_dims: int = 2048,
+                 num_tokens: int = 32, token_channels: int = 1024, out_channels: int = 2048,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.image_channels = image_channels
+        self.prompt_channels = prompt_channels
+        self.num_tokens = num_tokens
+        self.out_channels = out_channels
+        self.output_tokens = nn.Parameter(torch.randn(num_tokens, embed_dims))
+        self.image_proj = nn.Linear(image_channels, embed_dims)
+        # The official code projects prompts and the PE only when their widths differ.
+        self.prompt_proj = (nn.Linear(prompt_channels, embed_dims)
+                            if prompt_channels != embed_dims else nn.Identity())
+        self.pe_proj = (nn.Linear(prompt_channels, embed_dims)
+                        if prompt_channels != embed_dims else nn.Identity())
+        self.transformer = two_way_transformer(embed_dims, depth, num_heads, mlp_dims)
+        self.token_projs = nn.ModuleList(nn.Linear(embed_dims, token_channels)
+                                         for _ in range(num_tokens))
+        self.out_proj = nn.Linear(token_channels, out_channels)
+        nn.init.normal_(self.out_proj.weight, std=0.02)
+        nn.init.zeros_(self.out_proj.bias)
+        self.out_norm = nn.LayerNorm(out_channels, eps=1e-5)
+
+    def forward(self, image: Tensor, image_pe: Tensor, prompts: Tensor,
+                dense_prompt: Tensor) -> Tensor:
+        """Read the image once per prompt.
+
+        Args:
+            image: ``(B, C_img, h, w)`` image features.
+            image_pe: ``(C_prompt, h, w)`` positional encoding of the grid.
+            prompts: ``(B, N, K, C_prompt)`` sparse prompt tokens of ``N`` prompts per image.
+            dense_prompt: ``(C_prompt,)`` the dense prompt embedding added to every position
+                (SAM's "no mask").
+
+        Returns:
+            ``(B, N, num_tokens, out_channels)``: one prefix per prompt.
+        """
+        batch, num_prompts = prompts.shape[:2]
+        src = self.image_proj(image.permute(0, 2, 3, 1)) + self.prompt_proj(dense_prompt)
+        src = src.permute(0, 3, 1, 2).repeat_interleave(num_prompts, 0)  # (B N, E, h, w)
+        pe = self.pe_proj(image_pe.permute(1, 2, 0)).permute(2, 0, 1)
+        pe = pe[None].expand(src.shape[0], -1, -1, -1)
+        tokens = torch.cat([self.output_tokens.expand(batch * num_prompts, -1, -1),
+                            self.prompt_proj(prompts.flatten(0, 1))], dim=1)
+        # transformers' SAM blocks take (B, point_batch, tokens, E): one prompt per row.
+        queries, _ = self.transformer(point_embeddings=tokens[:, None], image_embeddings=src,
+                                      image_positional_embeddings=pe,
+                                      attention_similarity=None)
+        queries = queries[:, 0, :self.num_tokens]
+        per_token = torch.stack([proj(queries[:, i]) for i, proj in
+                                 enumerate(self.token_projs)], dim=1)
+        prefix = self.out_norm(self.out_proj(per_token))
+        return prefix.view(batch, num_prompts, self.num_tokens, -1)
