@@ -11,6 +11,9 @@ model = dict(
                   scales=(1.0, 0.5, 0.25)),
         head=dict(type='CenterNetUpdateHead', num_classes=1, in_channels=64,
                   feat_channels=64, stacked_convs=2, strides=[8, 16, 32],
+                  # box sizes per level (CenterNet2's overlapping ranges, scaled to the
+                  # 10-55 px shapes of a 128-px image)
+                  regress_ranges=((0, 32), (24, 64), (48, 1e8)),
                   hm_min_radius=2, more_pos_thresh=0.2, more_pos_topk=9, soft_weight_on_reg=False,
                   loss_cls=dict(type='GaussianFocalLoss', pos_weight=0.25, neg_weight=0.75,
                                 loss_weight=1.0),

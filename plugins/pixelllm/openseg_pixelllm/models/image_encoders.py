@@ -66,12 +66,16 @@ class TimmViTEncoder(FrozenPartsMixin, BaseModule):
 @MODELS.register_module()
 class SamViTEncoder(FrozenPartsMixin, BaseModule):
     """SAM's image encoder (``transformers``' ``SamVisionEncoder``: ViT, windowed and global
-    attention, the 256-channel neck) at any input size, as PixelLLM runs SAM ViT-H at 384:
-    the absolute position embedding is resized (bicubic) to the patch grid and the relative
-    ones (linear) to the attention size, as the official code does on the fly.
+    attention, the 256-channel neck) built for ``img_size`` inputs, as PixelLLM runs SAM
+    ViT-H at 384. Weights of another size (SAM's 1024) are resized when loaded as the
+    official code resizes them on the fly: the absolute position embedding bicubically, the
+    global attention's relative position embeddings linearly, both as ``jax.image.resize``
+    (antialiased; ``transformers``' own interpolation of the latter is not, and differs by
+    up to 80% of their range on random weights).
 
     Args:
-        vision_config: ``SamVisionConfig`` arguments (default SAM ViT-H).
+        vision_config: ``SamVisionConfig`` arguments (default SAM ViT-H at 1024).
+        img_size: the input size (default the config's).
         pretrained: a local ``SamModel`` directory; its ``vision_encoder`` is loaded.
         frozen: freeze it (PixelLLM's SAM is frozen).
     """
@@ -79,32 +83,36 @@ class SamViTEncoder(FrozenPartsMixin, BaseModule):
     VIT_H = dict(hidden_size=1280, num_hidden_layers=32, num_attention_heads=16,
                  global_attn_indexes=[7, 15, 23, 31], output_channels=256)
 
-    def __init__(self, vision_config: Optional[dict] = None, pretrained: Optional[str] = None,
-                 frozen: bool = True, init_cfg=None):
+    def __init__(self, vision_config: Optional[dict] = None, img_size: Optional[int] = None,
+                 pretrained: Optional[str] = None, frozen: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         from transformers import SamVisionConfig
         from transformers.models.sam.modeling_sam import SamVisionEncoder
-        config = SamVisionConfig(**(vision_config or self.VIT_H))
+        config = dict(vision_config or self.VIT_H)
+        if img_size is not None:
+            config['image_size'] = img_size
+        config = SamVisionConfig(**config)
         self.sam = SamVisionEncoder(config)
-        self.patch_size = config.patch_size
         self.out_channels = (config.output_channels,)
         if pretrained is not None:
             from .sam import load_sam_part
-            load_sam_part(self.sam, pretrained, 'vision_encoder')
+            load_sam_part(self.sam, pretrained, 'vision_encoder', adapt=resize_positions)
         if frozen:
             self.freeze('sam', source=pretrained)
 
     def forward(self, images: Tensor) -> Tuple[Tensor]:
-        x = self.sam.patch_embed.projection(images).permute(0, 2, 3, 1)  # (B, h, w, C)
-        if self.sam.pos_embed is not None:
-            pos = self.sam.pos_embed
-            if pos.shape[1:3] != x.shape[1:3]:
-                pos = bicubic_resize(pos.permute(0, 3, 1, 2), x.shape[1:3]).permute(0, 2, 3, 1)
-            x = x + pos
-        for layer in self.sam.layers:
-            out = layer(x)
-            x = out[0] if isinstance(out, tuple) else out
-        return (self.sam.neck(x),)
+        return (self.sam(pixel_values=images).last_hidden_state,)
+
+
+def resize_positions(key: str, weight: Tensor, shape: torch.Size) -> Tensor:
+    """A SAM position embedding of another input size -> ``shape`` (``jax.image.resize``:
+    bicubic for the absolute ``(1, h, w, C)``, linear for the relative ``(2 s - 1, C)``)."""
+    if key.endswith('pos_embed') and weight.dim() == 4:
+        return bicubic_resize(weight.permute(0, 3, 1, 2), shape[1:3]).permute(0, 2, 3, 1)
+    if key.endswith(('rel_pos_h', 'rel_pos_w')) and weight.dim() == 2:
+        rows = _kernel_weights(weight.shape[0], shape[0], weight.device, _triangle)
+        return rows.to(weight.dtype) @ weight
+    return weight
 
 
 @implements(covered_by='pixelllm.PixelLLM')
@@ -175,14 +183,19 @@ def _keys_cubic(x: Tensor, a: float = -0.5) -> Tensor:
                                    torch.zeros_like(x)))
 
 
-def _cubic_weights(n_in: int, n_out: int, device) -> Tensor:
-    """``(n_out, n_in)`` interpolation matrix: half-pixel centres, Keys' kernel widened by
-    the scale when shrinking (antialiasing), rows normalised."""
+def _triangle(x: Tensor) -> Tensor:
+    return (1 - x.abs()).clamp(min=0)
+
+
+def _kernel_weights(n_in: int, n_out: int, device, kernel=_keys_cubic) -> Tensor:
+    """``(n_out, n_in)`` interpolation matrix as ``jax.image.resize`` builds it: half-pixel
+    centres, the kernel widened by the scale when shrinking (antialiasing), rows
+    normalised."""
     scale = n_out / n_in
     width = 1 / scale if scale < 1 else 1.0
     centres = (torch.arange(n_out, dtype=torch.float64, device=device) + 0.5) / scale - 0.5
     source = torch.arange(n_in, dtype=torch.float64, device=device)
-    weights = _keys_cubic((source[None] - centres[:, None]) / width)
+    weights = kernel((source[None] - centres[:, None]) / width)
     total = weights.sum(1, keepdim=True)
     return torch.where(total.abs() > 1e-6, weights / total, torch.zeros_like(weights))
 
@@ -198,6 +211,6 @@ def bicubic_resize(feat: Tensor, size: Tuple[int, int]) -> Tensor:
     """
     if tuple(feat.shape[-2:]) == tuple(size):
         return feat
-    rows = _cubic_weights(feat.shape[-2], size[0], feat.device).to(feat.dtype)
-    cols = _cubic_weights(feat.shape[-1], size[1], feat.device).to(feat.dtype)
+    rows = _kernel_weights(feat.shape[-2], size[0], feat.device).to(feat.dtype)
+    cols = _kernel_weights(feat.shape[-1], size[1], feat.device).to(feat.dtype)
     return torch.einsum('oh,bchw,pw->bcop', rows, feat, cols)

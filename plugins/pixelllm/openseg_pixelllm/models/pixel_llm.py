@@ -634,8 +634,9 @@ def _word_trace(tokenizer, ids: List[int], points: Tensor) -> List[dict]:
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     display = points.mean(-2).cpu()  # (T, 2)
     if len(enc['input_ids']) != len(ids):  # the text does not re-encode to the same tokens
-        return [dict(word=tokenizer.decode([i]).strip(), point=display[t].tolist())
-                for t, i in enumerate(ids)]
+        pieces = [(tokenizer.decode([i], skip_special_tokens=True).strip(), t)
+                  for t, i in enumerate(ids)]
+        return [dict(word=w, point=display[t].tolist()) for w, t in pieces if w]
     import re
     spans = [m.span() for m in re.finditer(r'\S+', text)]
     words = []

@@ -2,6 +2,7 @@
 ``facebook/sam-vit-huge`` saved with ``save_pretrained``)."""
 import json
 import os
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -34,9 +35,11 @@ def read_sam_state(path: str) -> dict:
     return state
 
 
-def load_sam_part(module: nn.Module, path: str, part: str) -> None:
+def load_sam_part(module: nn.Module, path: str, part: str,
+                  adapt: Optional[Callable] = None) -> None:
     """Load ``module`` from the ``<part>.*`` tensors of the SAM checkpoint in ``path``
-    (``vision_encoder``, ``prompt_encoder`` or ``mask_decoder``), strictly."""
+    (``vision_encoder``, ``prompt_encoder`` or ``mask_decoder``), strictly;
+    ``adapt(key, tensor, shape)`` may resize a tensor of another shape first."""
     state = read_sam_state(path)
     prefix = part + '.'
     own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -47,6 +50,9 @@ def load_sam_part(module: nn.Module, path: str, part: str) -> None:
     if missing:
         raise ValueError(f'{path}: not a SAM checkpoint for this {part} (missing '
                          f'{", ".join(missing[:4])}); check the SAM size in the config')
+    if adapt is not None:
+        own = {k: (adapt(k, own[k], v.shape) if own[k].shape != v.shape else own[k])
+               for k, v in module.state_dict().items()}
     misshaped = [k for k, v in module.state_dict().items() if own[k].shape != v.shape]
     if misshaped:
         raise ValueError(f'{path}: {part} weights of another size ({misshaped[0]}: '
