@@ -316,11 +316,7 @@ class StableDiffusionFeatureExtractor(FrozenPartsMixin, BaseModule):
             cond = self.empty_caption.expand(len(images), -1, -1)
         cond = cond.to(self.dtype)
 
-        def unet_pass():
-            self.unet(noisy, steps, encoder_hidden_states=cond)
-
-        with self._time_embedding_offset(time_cond):
-            unet_maps = self._run(unet_pass, self.unet_blocks, self.stop_early)
+        unet_maps = self.run_unet(noisy, steps, cond, time_cond)
 
         def decoder_pass():
             vae.decoder(vae.post_quant_conv(latent / vae.config.scaling_factor))
@@ -328,6 +324,16 @@ class StableDiffusionFeatureExtractor(FrozenPartsMixin, BaseModule):
         decoder_maps = self._run(decoder_pass, self.decoder_blocks, self.stop_early)
         maps = encoder_maps + unet_maps + decoder_maps
         return [m.float() for m in maps]
+
+    def run_unet(self, noisy: Tensor, steps: Tensor, cond: Tensor,
+                 time_cond: Optional[Tensor] = None) -> List[Tensor]:
+        """The UNet pass: the maps of ``unet_block_indices`` (stopped after the last one when
+        ``stop_early``)."""
+        def unet_pass():
+            self.unet(noisy, steps, encoder_hidden_states=cond)
+
+        with self._time_embedding_offset(time_cond):
+            return self._run(unet_pass, self.unet_blocks, self.stop_early)
 
     @contextlib.contextmanager
     def _time_embedding_offset(self, time_cond: Optional[Tensor]):

@@ -115,6 +115,16 @@ class ODISE(MaskClassificationModel):
             self._text_cache[key] = embeds.detach()
         return embeds
 
+    def vocabulary_templates(self) -> List[str]:
+        """The templates class names are prompted with (each head's)."""
+        return [self.clip_template]
+
+    def encode_vocabulary(self) -> None:
+        """Embed the current vocabulary's prompts now (cached), not at the first image."""
+        names = self.require_vocabulary().names
+        for template in self.vocabulary_templates():
+            self.text_embeds(self.class_prompts(names, template)[0])
+
     def class_prompts(self, names: Sequence[str], template: str) -> Tuple[List[str], List[int]]:
         """Prompts of every synonym of every class, and the number of synonyms per class."""
         flat, counts = split_synonyms(names, self.synonym_separator)
@@ -205,6 +215,9 @@ class CategoryODISE(ODISE):
                 # Official initialisation: CLIP's (unnormalised) embedding of "".
                 self.head.null_embed.copy_(self.text_embeds([''])[:1])
 
+    def vocabulary_templates(self) -> List[str]:
+        return [self.class_template, self.clip_template]
+
     def class_logits(self, mask_embeds: Tensor, names: Sequence[str]) -> Tensor:
         prompts, counts = self.class_prompts(names, self.class_template)
         return self.head(mask_embeds, self.text_embeds(prompts), counts)
@@ -262,6 +275,9 @@ class CaptionODISE(ODISE):
         self.num_words = num_words
         self.word_template = word_template
         self.nouns = NounPhraseExtractor(**(noun_extractor or {}))
+
+    def vocabulary_templates(self) -> List[str]:
+        return [self.word_template, self.clip_template]
 
     def sample_words(self, captions: Sequence[Sequence[str]]) -> Tuple[List[List[str]], Tensor]:
         """Per image: ``num_words`` noun phrases of one random caption (``''`` where a
