@@ -29,8 +29,15 @@ ORDINALS = ('first', 'second', 'third', 'fourth', 'fifth', 'sixth', 'seventh', '
             'ninth', 'tenth')
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad options end as the tool's one error line (``benchmark.py: error: ...``)."""
+
+    def error(self, message):
+        raise ValueError(f'ape.prompt_sweep: {message}')
+
+
 def _parse(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='benchmark.py --suite ape.prompt_sweep')
+    parser = _Parser(prog='benchmark.py --suite ape.prompt_sweep')
     parser.add_argument('--vocab-sizes', type=int, nargs='+', default=[10, 100, 1000, 10000])
     parser.add_argument('--sentences', type=int, default=10)
     parser.add_argument('--routings', nargs='+', default=['per_prompt', 'fuse_all'],

@@ -1,6 +1,6 @@
-# APE's single-stage multi-source training in miniature on `shapes`: every iteration holds 6
+# APE's single-stage multi-source training in miniature on `shapes`: every iteration holds 3
 # panoptic samples (things and the stuff regions split into instances: detection + instance
-# + semantic + panoptic supervision) and 2 image-centric grounding samples (all phrases of an
+# + semantic + panoptic supervision) and 1 image-centric grounding sample (all phrases of an
 # image), via mmdet's MultiSourceSampler. Validation: box AP, mask AP, PQ, mIoU on `val`.
 # Referring comprehension / segmentation of the same checkpoint:
 #   python tools/test.py ape::ape_tiny_shapes_referring.py CKPT
@@ -22,7 +22,7 @@ panoptic_train = dict(type='OpenVocabPanopticDataset', data_root='data/shapes/',
                       # Held out: their names are not even negatives in training.
                       exclude_classes=('diamond', 'star'),
                       filter_cfg=dict(filter_empty_gt=False), pipeline=panoptic_pipeline)
-panoptic_batch, grounding_batch = 6, 2
+panoptic_batch, grounding_batch = 3, 1
 batch_size = panoptic_batch + grounding_batch
 train_dataloader = dict(
     _delete_=True, batch_size=batch_size, num_workers=1, persistent_workers=True,
