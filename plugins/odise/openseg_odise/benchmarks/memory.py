@@ -38,6 +38,10 @@ def parse(argv: List[str]) -> argparse.Namespace:
                         help='frozen weights of the lean path (default: bfloat16 on CPU, '
                              'float16 on GPU)')
     parser.add_argument('--classes', type=int, default=133, help='vocabulary size')
+    parser.add_argument('--paths', nargs='+', default=['official', 'lean'],
+                        choices=['official', 'lean'],
+                        help='measure these paths only (the lean one is always derived from '
+                             'the official-equivalent model built first)')
     return parser.parse_args(argv)
 
 
@@ -171,6 +175,8 @@ def lean_vs_official(cfg, args, argv) -> None:
     for path in ('official', 'lean'):
         if path == 'lean':
             make_lean(model, dtype)
+        if path not in options.paths:
+            continue
         for size in options.sizes:
             results[path, size] = measure(model, size, args.iters, args.warmup, device)
             r = results[path, size]
@@ -181,6 +187,8 @@ def lean_vs_official(cfg, args, argv) -> None:
     print(f'\nODISE lean ({dtype} frozen parts, pruned, inference mode) vs official-'
           f'equivalent (float32, full UNet and VAE decode), {device}, median of {args.iters}:')
     for size in options.sizes:
+        if ('official', size) not in results or ('lean', size) not in results:
+            continue
         off, lean = results['official', size], results['lean', size]
         ratio = (lean['weights'] + lean['working']) / (off['weights'] + off['working'])
         print(f'  {size} x {size}: peak memory ratio lean / official {ratio:.2f}, latency ratio '
