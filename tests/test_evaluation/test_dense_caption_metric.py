@@ -41,3 +41,17 @@ def test_visual_genome_map_hand_computed():
 def test_unknown_similarity_is_refused():
     with pytest.raises(ValueError, match='similarity'):
         DenseCaptionMetric(similarity='bleu')
+
+
+@pytest.mark.skipif(__import__('shutil').which('java') is None, reason='METEOR 1.5 needs Java')
+def test_meteor_similarity_runs_the_official_scorer():
+    metric = DenseCaptionMetric(iou_thresholds=(0.5,))
+    gt = torch.tensor([[0., 0., 10., 10.], [20., 20., 30., 30.]])
+    pred = dict(bboxes=gt.clone(), scores=torch.tensor([0.9, 0.7]),
+                captions=['the red square', 'a green star'])
+    metric.process({}, [dict(pred_instances=pred, gt_bboxes=gt,
+                             gt_captions=[['the red square'], ['the blue circle']])])
+    result = metric.compute_metrics(metric.results)
+    # the first caption is right at every METEOR threshold, the second at none: AP 0.51 each
+    assert result['mAP'] == pytest.approx(51.0)
+    assert result['mAP_detection'] == pytest.approx(100.0)

@@ -178,19 +178,28 @@ def _caption(things, upper, lower, variant: int) -> str:
 
 
 def _narrative(things, stuff, caption: str, size: int):
-    """Localized-Narratives record: one utterance and one trace point per word."""
-    anchors = {}
-    for t in things:
-        for w in (t['name'], t['colour'], t['size']):
-            anchors.setdefault(w, t['centre'])
+    """Localized-Narratives record: one utterance and one trace point per word.
+
+    The words of an object's phrase ("a large red square") point at that object, in the
+    caption's order (two squares: each "square" at its own), a stuff word at its region.
+    """
+    words = caption.replace(',', '').split()
+    anchors = [None] * len(words)
+    cursor = 0
+    for t in things:  # the caption lists "a {size} {colour} {name}" in this order
+        at = words.index(t['name'], cursor)
+        for k in (at - 2, at - 1, at):
+            anchors[k] = t['centre']
+        cursor = at + 1
+    regions = {}
     for s in stuff:
         ys, xs = np.nonzero(s['mask'])
-        anchors.setdefault(s['name'], (float(xs.mean()), float(ys.mean())))
-    words = caption.replace(',', '').split()
+        regions[s['name']] = (float(xs.mean()), float(ys.mean()))
+    anchors = [a if a is not None else regions.get(w) for a, w in zip(anchors, words)]
     # Function words point where the next content word will: a pointer moves ahead of speech.
     points, upcoming = [], (size / 2, size / 2)
-    for w in reversed(words):
-        upcoming = anchors.get(w, upcoming)
+    for anchor in reversed(anchors):
+        upcoming = anchor if anchor is not None else upcoming
         points.append(upcoming)
     points.reverse()
     timed, trace = [], []
