@@ -49,7 +49,7 @@ official                                                       openseg (``ape.AP
 =============================================================  =================================
 
 The backbone maps onto timm's EVA-02 (``ape_vitl_paper.py``) name for name; its windowed
-blocks run global there (docs/plugins/ape.md, Fidelity). ``tests/test_official_checkpoint.py``
+blocks run global there (docs/plugins/ape.md, Fidelity). ``tests/test_ape_official_checkpoint.py``
 checks the map on a state dict of every official name and shape
 (``tests/data/official_ape_d_keys.json``).
 """
