@@ -145,7 +145,10 @@ class MaskClassificationCriterion(BaseModule):
                     targets: List[InstanceData]) -> Dict[str, Tensor]:
         """``loss_mask`` and ``loss_dice`` between matched predictions and targets, on points
         sampled by uncertainty."""
-        preds = torch.cat([mask_logits[i][q] for i, (q, _) in enumerate(matches)])
+        # One gather over (image, query): its backward writes one zero-filled gradient.
+        num_queries = mask_logits.shape[1]
+        flat = torch.cat([q + i * num_queries for i, (q, _) in enumerate(matches)])
+        preds = mask_logits.flatten(0, 1)[flat]
         if preds.shape[0] == 0:
             zero = mask_logits.sum() * 0
             return dict(loss_mask=zero, loss_dice=zero)

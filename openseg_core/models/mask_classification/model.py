@@ -4,6 +4,7 @@ from typing import Optional, Sequence
 from openseg_core.registry import MODELS
 
 from ..base import OpenSegModel
+from ..layers import convert_deformable_attention, convert_multihead_attention
 
 
 class MaskClassificationModel(OpenSegModel):
@@ -42,6 +43,11 @@ class MaskClassificationModel(OpenSegModel):
         self.criterion = MODELS.build(criterion)
         self.postprocessor = MODELS.build(postprocessor)
         check_classification(self.head, self.criterion, self.postprocessor)
+        # mmcv's deformable attention has no CPU kernel, and its multi-head attention asks
+        # torch for weights it discards: the converted modules compute the same outputs faster
+        # (mmdet builds both by class, not by config).
+        convert_deformable_attention(self)
+        convert_multihead_attention(self)
 
 
 def check_classification(head, criterion, postprocessor) -> None:

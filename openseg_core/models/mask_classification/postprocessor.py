@@ -1,5 +1,5 @@
 """Turns mask-classification outputs into panoptic, semantic and instance predictions."""
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -74,49 +74,53 @@ class MaskPostProcessor(BaseModule):
             return F.softmax(cls_logits, dim=-1).max(-1)
         return cls_logits.sigmoid().max(-1)
 
-    def panoptic(self, cls_logits: Tensor, mask_logits: Tensor,
-                 vocabulary: Vocabulary) -> PixelData:
+    def panoptic(self, cls_logits: Tensor, mask_logits: Tensor, vocabulary: Vocabulary,
+                 mask_probs: Optional[Tensor] = None) -> PixelData:
         """``(Q, K')`` and ``(Q, H, W)`` -> ``(1, H, W)`` ids ``label + instance *
-        INSTANCE_OFFSET`` (``K`` where nothing is kept)."""
+        INSTANCE_OFFSET`` (``K`` where nothing is kept). ``mask_probs``: the masks' sigmoid,
+        when the caller has it."""
         num_classes = len(vocabulary)
         scores, labels = self.query_classes(cls_logits)
-        masks = mask_logits.sigmoid()
+        masks = mask_logits.sigmoid() if mask_probs is None else mask_probs
         keep = labels.ne(num_classes) & (scores > self.object_mask_thr)
         cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], masks[keep]
         panoptic = torch.full(masks.shape[-2:], num_classes, dtype=torch.int32,
                               device=masks.device)
-        if cur_masks.shape[0]:
-            owner = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
-            instance_id = 1
-            for k in range(cur_classes.shape[0]):
-                label = int(cur_classes[k])
-                region = owner == k
-                area = region.sum().item()
-                original_area = (cur_masks[k] >= 0.5).sum().item()
-                if self.filter_low_score:
-                    region = region & (cur_masks[k] >= 0.5)
-                if area > 0 and original_area > 0:
-                    if area / original_area < self.iou_thr:
-                        continue
-                    if vocabulary.is_thing(label):
-                        panoptic[region] = label + instance_id * INSTANCE_OFFSET
-                        instance_id += 1
-                    else:
-                        # Stuff regions of one class merge and share instance id 0.
-                        panoptic[region] = label
+        if not cur_masks.shape[0]:
+            return PixelData(sem_seg=panoptic[None])
+        # mmdet's per-query loop, all queries at once: each pixel goes to the query of highest
+        # score x mask; a query keeps its pixels if they are at least iou_thr of its own mask.
+        owner = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
+        area = torch.bincount(owner.flatten(), minlength=len(cur_classes))
+        original_area = (cur_masks >= 0.5).flatten(1).sum(1)
+        # In float64, as mmdet's Python division.
+        kept = (area > 0) & (original_area > 0) & (
+            area.double() / original_area.clamp(min=1).double() >= self.iou_thr)
+        is_thing = cur_classes < vocabulary.num_things
+        # Things get instance ids 1, 2, ... in query order; stuff regions of one class merge
+        # and share instance id 0.
+        instance_id = (kept & is_thing).cumsum(0)
+        ids = torch.where(is_thing, cur_classes + instance_id * INSTANCE_OFFSET, cur_classes)
+        painted = kept[owner]
+        if self.filter_low_score:
+            painted &= cur_masks.gather(0, owner[None])[0] >= 0.5
+        panoptic = torch.where(painted, ids[owner].to(torch.int32), panoptic)
         return PixelData(sem_seg=panoptic[None])
 
-    def semantic(self, cls_logits: Tensor, mask_logits: Tensor) -> PixelData:
+    def semantic(self, cls_logits: Tensor, mask_logits: Tensor,
+                 mask_probs: Optional[Tensor] = None) -> PixelData:
         """``(Q, K')`` and ``(Q, H, W)`` -> ``(1, H, W)`` class map: the argmax over classes
         of ``sum_q p(class | q) * mask_q``."""
-        probs = torch.einsum('qk,qhw->khw', self.class_probs(cls_logits), mask_logits.sigmoid())
+        masks = mask_logits.sigmoid() if mask_probs is None else mask_probs
+        probs = torch.einsum('qk,qhw->khw', self.class_probs(cls_logits), masks)
         return PixelData(sem_seg=probs.argmax(0, keepdim=True))
 
-    def instance(self, cls_logits: Tensor, mask_logits: Tensor,
-                 vocabulary: Vocabulary) -> InstanceData:
+    def instance(self, cls_logits: Tensor, mask_logits: Tensor, vocabulary: Vocabulary,
+                 mask_probs: Optional[Tensor] = None) -> InstanceData:
         """The ``max_per_image`` best (query, thing class) pairs: ``masks (N, H, W)`` bool,
         ``bboxes (N, 4)``, ``labels (N,)``, ``scores (N,)`` = class probability x mean mask
-        probability inside the mask."""
+        probability inside the mask. ``mask_probs``: the masks' sigmoid, when the caller has
+        it."""
         probs = self.class_probs(cls_logits)
         num_queries, num_classes = probs.shape
         labels = torch.arange(num_classes, device=probs.device).repeat(num_queries)
@@ -124,15 +128,16 @@ class MaskPostProcessor(BaseModule):
         scores, top = probs.flatten().topk(min(self.max_per_image, probs.numel()),
                                            sorted=False)
         labels = labels[top]
-        masks = mask_logits[top // num_classes]
         is_thing = labels < vocabulary.num_things
-        scores, labels, masks = scores[is_thing], labels[is_thing], masks[is_thing]
-        binary = (masks > 0).float()
-        mask_scores = (masks.sigmoid() * binary).flatten(1).sum(1) / (
-            binary.flatten(1).sum(1) + 1e-6)
-        binary = binary.bool()
-        return InstanceData(bboxes=mask2bbox(binary), labels=labels,
-                            scores=scores * mask_scores, masks=binary)
+        scores, labels, top = scores[is_thing], labels[is_thing], top[is_thing]
+        # A query is often paired with several classes: its mask, score and box once.
+        queries, pair_query = torch.unique(top // num_classes, return_inverse=True)
+        masks = mask_logits[queries]
+        binary = masks > 0
+        sigmoid = masks.sigmoid() if mask_probs is None else mask_probs[queries]
+        mask_scores = (sigmoid * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+        return InstanceData(bboxes=mask2bbox(binary)[pair_query], labels=labels,
+                            scores=scores * mask_scores[pair_query], masks=binary[pair_query])
 
     def predict(self, cls_logits: Tensor, mask_logits: Tensor, batch_img_metas: List[dict],
                 vocabulary: Vocabulary, rescale: bool = True) -> List[dict]:
@@ -166,11 +171,12 @@ class MaskPostProcessor(BaseModule):
                 mask_l = resize_masks(mask_l[None], meta['ori_shape'][:2],
                                       self.mask_interpolation)[0]
             result = {}
+            probs = mask_l.sigmoid()
             if self.panoptic_on:
-                result['pred_panoptic_seg'] = self.panoptic(cls_l, mask_l, vocabulary)
+                result['pred_panoptic_seg'] = self.panoptic(cls_l, mask_l, vocabulary, probs)
             if self.semantic_on:
-                result['pred_sem_seg'] = self.semantic(cls_l, mask_l)
+                result['pred_sem_seg'] = self.semantic(cls_l, mask_l, probs)
             if self.instance_on:
-                result['pred_instances'] = self.instance(cls_l, mask_l, vocabulary)
+                result['pred_instances'] = self.instance(cls_l, mask_l, vocabulary, probs)
             results.append(result)
         return results

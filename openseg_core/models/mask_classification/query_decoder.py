@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from openseg_core.registry import MODELS
 
 from ..interfaces import implements
+from ..layers import convert_multihead_attention, mask_logits
 
 
 #: How masks are resized (``resize_masks``).
@@ -36,8 +37,9 @@ class QueryDecoderOutput:
     """
     #: ``(B, Q, C)`` normed outputs of the mask queries.
     query_embeds: List[Tensor]
-    #: ``(B, Q, H/4, W/4)`` mask logits of the mask queries.
-    mask_logits: List[Tensor]
+    #: ``(B, Q, H/4, W/4)`` mask logits of the mask queries (``None`` for all but the last
+    #: prediction when the decoder ran with ``intermediate_masks=False``).
+    mask_logits: List[Optional[Tensor]]
     #: ``(B, Q_extra, C)`` normed outputs of the extra queries, when there are any.
     extra_embeds: Optional[List[Tensor]] = None
 
@@ -91,6 +93,7 @@ class MaskedAttentionQueryDecoder(BaseModule):
         if self.decoder.embed_dims != embed_dims:
             raise ValueError(f'transformer_decoder embed_dims {self.decoder.embed_dims} != '
                              f'embed_dims {embed_dims}')
+        convert_multihead_attention(self.decoder)
         self.num_queries = num_queries
         self.num_heads = self.decoder.layers[0].cross_attn.num_heads
         self.num_feature_levels = num_feature_levels
@@ -135,9 +138,18 @@ class MaskedAttentionQueryDecoder(BaseModule):
         """``(B, N, h, w)`` mask logits -> ``(B, N, h' * w')`` True where a query may not look
         (outside its mask at the next memory's size); a query whose mask is empty everywhere
         would attend to nothing, so it sees all."""
-        resized = resize_masks(mask_logits, attn_size, self.attn_mask_interpolation)
-        blocked = resized.flatten(2).sigmoid() < self.mask_threshold
+        if tuple(mask_logits.shape[-2:]) != tuple(attn_size):
+            mask_logits = resize_masks(mask_logits, attn_size, self.attn_mask_interpolation)
+        blocked = mask_logits.flatten(2).sigmoid() < self.mask_threshold
         return blocked & ~blocked.all(-1, keepdim=True)
+
+    def resized_mask_features(self, mask_features: Tensor, sizes) -> dict:
+        """``{(h, w): (B, C, h, w)}``: the mask features resized to each attention size, as
+        ``blocked_pixels`` resizes masks. A mask is linear in the features and so is resizing:
+        masks from resized features equal resized masks (to float rounding) at a fraction of
+        the cost, when the masks themselves are not needed at ``H/4``."""
+        return {tuple(size): resize_masks(mask_features, size, self.attn_mask_interpolation)
+                for size in {tuple(size) for size in sizes}}
 
     @torch.no_grad()
     def blocked_outside(self, region: Tensor, attn_size) -> Tensor:
@@ -149,13 +161,26 @@ class MaskedAttentionQueryDecoder(BaseModule):
         return outside & ~outside.all(-1, keepdim=True)
 
     def _predict_masks(self, queries: Tensor, mask_features: Tensor, num_mask_queries: int,
-                       attn_size, extra_region: Optional[Tensor] = None) -> tuple:
+                       attn_size, extra_region: Optional[Tensor] = None,
+                       resized_features: Optional[dict] = None) -> tuple:
         """Returns normed queries ``(B, Q, C)``, mask logits ``(B, Q_mask, h, w)`` and the
-        cross-attention mask ``(B * heads, Q, h' * w')`` (True = blocked) for the next layer."""
+        cross-attention mask ``(B * heads, Q, h' * w')`` (True = blocked) for the next layer.
+
+        With ``resized_features`` (:meth:`resized_mask_features`) the masks are computed at
+        the attention size only, for the attention mask, and ``None`` is returned for them;
+        with ``attn_size=None`` no attention mask is made (the last prediction)."""
         queries = self.decoder.post_norm(queries)
-        mask_logits = torch.einsum('bqc,bchw->bqhw', self.mask_embed(queries[:, :num_mask_queries]),
-                                   mask_features)
-        blocked = self.blocked_pixels(mask_logits, attn_size)
+        embeds = self.mask_embed(queries[:, :num_mask_queries])
+        if resized_features is not None:
+            masks = None
+            with torch.no_grad():
+                small = mask_logits(embeds, resized_features[tuple(attn_size)])
+            blocked = self.blocked_pixels(small, attn_size)
+        else:
+            masks = mask_logits(embeds, mask_features)
+            if attn_size is None:
+                return queries, masks, None
+            blocked = self.blocked_pixels(masks, attn_size)
         num_extra = queries.shape[1] - num_mask_queries
         if num_extra:
             # Extra queries (text, prompts) have no mask of their own: they see the whole
@@ -164,13 +189,14 @@ class MaskedAttentionQueryDecoder(BaseModule):
             if extra_region is not None:
                 extra = self.blocked_outside(extra_region, attn_size)[:, None].expand_as(extra)
             blocked = torch.cat([blocked, extra], dim=1)
-        return queries, mask_logits, blocked.repeat_interleave(self.num_heads, dim=0)
+        return queries, masks, blocked.repeat_interleave(self.num_heads, dim=0)
 
     def forward(self, mask_features: Tensor, memories: List[Tensor],
                 extra_queries: Optional[Tensor] = None,
                 self_attn_mask: Optional[Tensor] = None,
                 extra_query_pos: Optional[Tensor] = None,
-                extra_region: Optional[Tensor] = None) -> QueryDecoderOutput:
+                extra_region: Optional[Tensor] = None,
+                intermediate_masks: bool = True) -> QueryDecoderOutput:
         """Decode.
 
         Args:
@@ -184,6 +210,10 @@ class MaskedAttentionQueryDecoder(BaseModule):
                 (default zeros).
             extra_region: ``(B, H', W')`` in ``[0, 1]``: extra queries cross-attend only where
                 it is above 0.5 (default: everywhere).
+            intermediate_masks: ``False`` (inference): only the last prediction's masks are
+                computed at ``H/4``, the earlier ones are ``None``; their attention masks come
+                from the mask features resized to each memory's size, which gives the same
+                masks to float rounding (:meth:`resized_mask_features`).
 
         Returns:
             :class:`QueryDecoderOutput`: ``num_layers + 1`` predictions.
@@ -198,20 +228,29 @@ class MaskedAttentionQueryDecoder(BaseModule):
                 extra_query_pos = torch.zeros_like(extra_queries)
             query_pos = torch.cat([query_pos, extra_query_pos], dim=1)
 
-        normed, mask_logits, blocked = self._predict_masks(
-            queries, mask_features, self.num_queries, memories[0].shape[-2:], extra_region)
-        all_embeds, all_masks = [normed], [mask_logits]
+        resized = None
+        if not intermediate_masks and len(self.decoder.layers):
+            resized = self.resized_mask_features(mask_features,
+                                                 [memory.shape[-2:] for memory in memories])
+        normed, masks, blocked = self._predict_masks(
+            queries, mask_features, self.num_queries, memories[0].shape[-2:], extra_region,
+            resized)
+        all_embeds, all_masks = [normed], [masks]
+        num_layers = len(self.decoder.layers)
         for index, layer in enumerate(self.decoder.layers):
             level = index % self.num_feature_levels
             queries = layer(query=queries, key=keys[level], value=keys[level],
                             query_pos=query_pos, key_pos=key_pos[level],
                             cross_attn_mask=blocked, self_attn_mask=self_attn_mask,
                             query_key_padding_mask=None, key_padding_mask=None)
-            next_size = memories[(index + 1) % self.num_feature_levels].shape[-2:]
-            normed, mask_logits, blocked = self._predict_masks(
-                queries, mask_features, self.num_queries, next_size, extra_region)
+            last = index == num_layers - 1
+            next_size = None if last else \
+                memories[(index + 1) % self.num_feature_levels].shape[-2:]
+            normed, masks, blocked = self._predict_masks(
+                queries, mask_features, self.num_queries, next_size, extra_region,
+                None if last else resized)
             all_embeds.append(normed)
-            all_masks.append(mask_logits)
+            all_masks.append(masks)
         num_mask = self.num_queries
         return QueryDecoderOutput(
             query_embeds=[q[:, :num_mask] for q in all_embeds], mask_logits=all_masks,

@@ -48,9 +48,10 @@ class OpenVocabMaskSegmentor(MaskClassificationModel):
         """``(K, D)`` text embeddings of the current vocabulary (cached by the encoder)."""
         return self.text_encoder.encode_vocabulary(self.require_vocabulary().names)
 
-    def _network(self, inputs: Tensor):
+    def _network(self, inputs: Tensor, intermediate_masks: bool = True):
         backbone_feats = self.backbone(inputs)
-        decoded = self.query_decoder(*self.pixel_decoder(list(backbone_feats)))
+        decoded = self.query_decoder(*self.pixel_decoder(list(backbone_feats)),
+                                     intermediate_masks=intermediate_masks)
         class_embeds = self.class_embeddings()
         outputs = MaskClassificationOutput(
             cls_logits=[self.head(q, class_embeds) for q in decoded.query_embeds],
@@ -69,7 +70,8 @@ class OpenVocabMaskSegmentor(MaskClassificationModel):
 
     def predict(self, inputs: Tensor, data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
-        outputs, backbone_feats, class_embeds = self._network(inputs)
+        # Only the last prediction is used: the earlier masks are never made at H/4.
+        outputs, backbone_feats, class_embeds = self._network(inputs, intermediate_masks=False)
         cls_logits, mask_logits = outputs.cls_logits[-1], outputs.mask_logits[-1]
         if self.region_ensemble is not None:
             region_embeds, valid = self.region_ensemble.embed(self.backbone, inputs,

@@ -55,7 +55,8 @@ def _captioner(model, feats, input_size, boxes, index, tokens, beam, trace, use_
         out = generate(step, start, lm.end_id, tokens, beam_size=beam,
                        collect_hidden=trace and not second_pass)
         if trace and not second_pass:
-            return [model.trace_head(h) for h in out.hidden_states]
+            states = [h[1:len(s) + 1] for h, s in zip(out.hidden_states, out.sequences)]
+            return model.trace_head(torch.cat(states))
         if second_pass:  # the released inference: re-read the caption, teacher-forced
             ids = torch.tensor([[lm.start_id] + s for s in out.sequences])
             _, hidden, _ = lm.decode(state, ids)

@@ -403,8 +403,9 @@ class PixelLLM(OpenSegModel):
         result = dict(ids=ids, scores=out.scores)
         if trace:
             shift = 1 if self.trace_state == 'token' else 0
-            result['points'] = [self.trace_head(h[shift:shift + len(seq)])
-                                for h, seq in zip(out.hidden_states, ids)]
+            states = [h[shift:shift + len(seq)] for h, seq in zip(out.hidden_states, ids)]
+            points = self.trace_head(torch.cat(states)) if states else None  # one call
+            result['points'] = list(points.split([len(s) for s in states])) if states else []
         return result
 
     def _predict_captions(self, feats, inputs, samples, task) -> None:

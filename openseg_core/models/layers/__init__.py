@@ -1,0 +1,10 @@
+"""Building blocks shared by model families that mmcv / mmdet lack or run slowly on a CPU."""
+from .attention import FusedMultiheadAttention, convert_multihead_attention
+from .deformable_attention import (FastMultiScaleDeformableAttention,
+                                   convert_deformable_attention,
+                                   multi_scale_deformable_attn_cpu)
+from .mask_logits import mask_logits
+
+__all__ = ['FusedMultiheadAttention', 'convert_multihead_attention',
+           'FastMultiScaleDeformableAttention', 'convert_deformable_attention',
+           'multi_scale_deformable_attn_cpu', 'mask_logits']
