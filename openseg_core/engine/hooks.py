@@ -3,6 +3,7 @@ import random
 
 import numpy as np
 import torch
+from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop
@@ -55,20 +56,47 @@ class ResumeStateHook(Hook):
     iteration, after mmengine has fast-forwarded the dataloader (which would otherwise consume
     random numbers in the main process). A checkpoint written on a GPU resumes on a CPU
     (the CUDA states are then unused) and vice versa (the CUDA generators keep their seeds).
+    In a distributed run the checkpoint holds every rank's states, and each rank resumes its
+    own when the number of processes is the same.
     """
 
     def __init__(self):
         self._pending = None
+        self._rank_states = None
+
+    @staticmethod
+    def _states() -> dict:
+        states = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
+                      python=random.getstate())
+        if torch.cuda.is_available():
+            states['cuda'] = torch.cuda.get_rng_state_all()
+        return states
+
+    def _gather(self) -> None:
+        # Only rank 0 writes checkpoints, right after this (the checkpoint hook comes last):
+        # it keeps every rank's generators, which differ once ranks draw data-dependent
+        # amounts (points per matched mask), so that each rank resumes its own. A few kB.
+        if get_dist_info()[1] > 1:
+            self._rank_states = all_gather_object(self._states())
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._gather()
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         make_portable(checkpoint)
-        checkpoint['rng_state'] = dict(torch=torch.get_rng_state(),
-                                       numpy=np.random.get_state(), python=random.getstate())
-        if torch.cuda.is_available():
-            checkpoint['rng_state']['cuda'] = torch.cuda.get_rng_state_all()
+        checkpoint['rng_state'] = self._states()
+        if self._rank_states is not None:
+            checkpoint['rng_state']['ranks'] = self._rank_states
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._pending = checkpoint.get('rng_state')
+        states = checkpoint.get('rng_state')
+        rank, world_size = get_dist_info()
+        ranks = states.get('ranks') if states else None
+        # A run resumed with another number of processes continues from rank 0's.
+        self._pending = ranks[rank] if ranks and len(ranks) == world_size else states
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self._pending is not None:

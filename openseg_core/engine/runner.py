@@ -1,4 +1,12 @@
-"""mmengine's ``Runner`` loading checkpoints through openseg's one loading path."""
+"""mmengine's ``Runner`` loading checkpoints through openseg's one loading path, and
+distributed on CPUs too."""
+import datetime
+
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+from mmengine.config import ConfigDict
+from mmengine.dist import is_distributed
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
@@ -17,9 +25,36 @@ class OpenSegRunner(Runner):
       ``--partial-load``); mmengine only logs that keys "do not match exactly", and a
       checkpoint of another config then evaluates as garbage.
     - ``resume`` always needs a checkpoint that fits and holds a training state.
+    - ``launcher='pytorch'`` (``tools/dist_train.sh``) also runs without CUDA: processes join
+      with gloo and the model is wrapped without device ids (mmengine's launcher calls
+      ``torch.cuda.set_device`` whatever the backend, and passes the local rank as a device).
     """
 
     _resuming = False
+
+    def setup_env(self, env_cfg: dict) -> None:
+        if (self.distributed and not is_distributed() and self.launcher == 'pytorch'
+                and not torch.cuda.is_available()):
+            dist_cfg = dict(env_cfg.get('dist_cfg', {}))
+            backend = dist_cfg.pop('backend', 'gloo')
+            if backend == 'nccl':  # the configs' default, for GPUs
+                backend = 'gloo'
+            if dist_cfg.get('timeout') is not None:
+                dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
+            if mp.get_start_method(allow_none=True) is None:
+                mp.set_start_method('spawn')
+            # torchrun's environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
+            torch_dist.init_process_group(backend=backend, **dist_cfg)
+        super().setup_env(env_cfg)
+
+    def wrap_model(self, model_wrapper_cfg, model):
+        if self.distributed and not torch.cuda.is_available() and not is_model_wrapper(model):
+            # DistributedDataParallel takes device ids for GPU modules only.
+            model_wrapper_cfg = ConfigDict(model_wrapper_cfg or dict(
+                type='MMDistributedDataParallel', broadcast_buffers=False,
+                find_unused_parameters=self.cfg.get('find_unused_parameters', False)))
+            model_wrapper_cfg.device_ids = None
+        return super().wrap_model(model_wrapper_cfg, model)
 
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
                         revise_keys: list = None):

@@ -12,6 +12,14 @@ class _AllGather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tensor: Tensor):
         ctx.rank, ctx.world = dist.get_rank(), dist.get_world_size()
+        # Unequal sizes would make all_gather fail or read garbage; every rank sees the same
+        # sizes, so every rank raises.
+        sizes = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(ctx.world)]
+        dist.all_gather(sizes, torch.tensor([tensor.shape[0]], device=tensor.device))
+        if len({int(size) for size in sizes}) > 1:
+            raise ValueError(f'all_gather_with_grad needs the same batch on every process, got '
+                             f'{[int(size) for size in sizes]}: pad and mask, or sample equal '
+                             'batches (mmdet MultiSourceSampler)')
         gathered = [torch.empty_like(tensor) for _ in range(ctx.world)]
         dist.all_gather(gathered, tensor.contiguous())
         ctx.size = tensor.shape[0]

@@ -1,8 +1,11 @@
 """The base of every openseg model, whatever its family."""
-from typing import Dict, List, Optional, Sequence, Union
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
 from mmdet.models.detectors import BaseDetector
 from mmdet.structures import SampleList
+from mmengine.dist import all_gather_object, get_world_size
 from mmengine.structures import InstanceData
 
 from .vocabulary import NoVocabularyError, Vocabulary
@@ -66,6 +69,22 @@ class OpenSegModel(BaseDetector):
                 'give thing_classes/stuff_classes in the model config, or evaluate on a dataset '
                 'whose metainfo names its classes (VocabularyHook)')
         return self._vocabulary
+
+    def parse_losses(self, losses: Dict[str, torch.Tensor]
+                     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """mmengine's, with the logged values averaged over the processes of a distributed
+        run, so that the log shows the global batch's losses (the loss to back-propagate stays
+        this process's: the gradients are averaged by the model wrapper)."""
+        loss, log_vars = super().parse_losses(losses)
+        if get_world_size() > 1:
+            # Objects, not a tensor all-reduce: processes may log different keys (a batch of
+            # other tasks); each key is averaged over the processes that have it.
+            gathered = all_gather_object({k: float(v) for k, v in log_vars.items()})
+            log_vars = OrderedDict(
+                (key, torch.tensor(sum(g[key] for g in gathered if key in g)
+                                   / sum(key in g for g in gathered)))
+                for key in dict.fromkeys(k for g in gathered for k in g))
+        return loss, log_vars
 
     def add_pred_to_datasample(self, data_samples: SampleList,
                                results_list: List[Union[InstanceData, Dict]]) -> SampleList:

@@ -8,6 +8,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from openseg_core.models.interfaces import implements
+from openseg_core.utils.distributed import all_gather_with_grad
 
 from ...registry import MODELS
 
@@ -22,16 +23,28 @@ class CaptioningTask(BaseModule):
     ``pred_caption`` (beam search), ``pred_image_embed`` and ``pred_text_embeds`` (the image's
     reference captions).
 
+    In a distributed run the contrastive losses score every image against every caption of
+    the global batch (the paper's 1024 pairs come from many GPUs, as in the official code):
+    each process gathers the embeddings with their gradient and computes the same global
+    loss, whose exact gradient reaches each process's own embeddings. Every process must then
+    hold the same number of image-text pairs (mmdet's ``MultiSourceSampler`` does).
+
     Args:
         loss_caption: e.g. the core's ``TokenCrossEntropyLoss``.
         loss_retrieval: e.g. the core's ``ImageTextContrastiveLoss``.
+        global_batch: contrast over the global batch (True) or each process's own.
     """
 
     def __init__(self, loss_caption: dict = dict(type='TokenCrossEntropyLoss'),
-                 loss_retrieval: dict = dict(type='ImageTextContrastiveLoss'), init_cfg=None):
+                 loss_retrieval: dict = dict(type='ImageTextContrastiveLoss'),
+                 global_batch: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.loss_caption = MODELS.build(loss_caption)
         self.loss_retrieval = MODELS.build(loss_retrieval)
+        self.global_batch = global_batch
+
+    def _gather(self, embeds: Tensor) -> Tensor:
+        return all_gather_with_grad(embeds) if self.global_batch else embeds
 
     def loss(self, model, feats, samples: SampleList) -> Dict[str, Tensor]:
         # One of each image's captions per step; torch's generator so resuming is exact.
@@ -49,12 +62,12 @@ class CaptioningTask(BaseModule):
                                            model.text_encoder.token_embedding_table)
         # Latent queries do not attend text under the captioning mask, so the global query
         # here is the retrieval embedding.
-        text = F.normalize(encoded.pooled, dim=-1)
-        image = model.head.embed(decoded.global_embeds[-1])
+        text = self._gather(F.normalize(encoded.pooled, dim=-1))
+        image = self._gather(model.head.embed(decoded.global_embeds[-1]))
         losses = dict(loss_caption=self.loss_caption(logits, ids[:, 1:], real[:, 1:]),
                       loss_it=self.loss_retrieval(model.head.similarity(image, text)))
         if model.head.backbone_proj is not None:
-            backbone = F.normalize(feats.pooled @ model.head.backbone_proj, dim=-1)
+            backbone = self._gather(F.normalize(feats.pooled @ model.head.backbone_proj, dim=-1))
             losses['loss_it_backbone'] = self.loss_retrieval(
                 model.head.similarity(backbone, text))
         return losses
