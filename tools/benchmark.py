@@ -9,6 +9,11 @@ working memory of one step: the CUDA allocator's peak on a GPU, the resident set
 queries, decoder layers, widths, points, class count, input size) in the same process, times
 the two models in turns and prints the ratios openseg / mmdet. Weights are random: speed does
 not depend on them.
+
+The roofline line gives each model's FLOPs per step (torch's flop counter: convolutions and
+matrix products) and the machine's rate on a 2048 x 2048 fp32 matrix product, timed in turns with
+the models: ``floor = FLOPs / GEMM rate`` is the time the step would take at that rate, and the
+share of the floor is ``floor / measured``.
 """
 import argparse
 import ctypes
@@ -144,6 +149,36 @@ def _interleaved_medians(steps: Dict[str, Callable], iters: int, warmup: int,
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+GEMM_SIZE = 2048
+
+
+def gemm_step(device: str) -> Callable:
+    """A ``GEMM_SIZE`` square fp32 matrix product, timed in turns with the models: the
+    machine's reachable rate under the same conditions (threads, clocks, other jobs)."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(GEMM_SIZE, GEMM_SIZE, generator=gen).to(device) for _ in range(2))
+    return lambda: torch.mm(a, b)
+
+
+def count_flops(step: Callable, model, training: bool) -> int:
+    """FLOPs of one call of ``step`` (torch's flop counter: convolutions, matrix products,
+    attention; sampling and element-wise work count nothing)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # Without gradients, the counter's module tracker trips on views of parameters that
+    # require grad; the count does not depend on it.
+    trainable = [] if training else [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step()
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+    return counter.get_total_flops()
+
+
 def init_quietly(model):
     """``init_weights()`` without mmengine's per-parameter log, one line per tensor."""
     logger = MMLogger.get_current_instance()
@@ -185,15 +220,23 @@ class ModelSteps:
 
 def measure(models: Dict[str, ModelSteps], args) -> Dict[str, dict]:
     results = {name: dict(weights_mb=m.weights_mb) for name, m in models.items()}
-    latency = _interleaved_medians({n: m.infer for n, m in models.items()}, args.iters,
-                                   args.warmup, args.device)
+    gemm = gemm_step(args.device)
+    latency = _interleaved_medians(dict({n: m.infer for n, m in models.items()}, gemm=gemm),
+                                   args.iters, args.warmup, args.device)
+    gemm_rates = [2 * GEMM_SIZE ** 3 / latency['gemm']]
     for name in models:
         results[name].update(latency_ms=1000 * latency[name], images_per_s=1 / latency[name])
     if args.train:
-        step_time = _interleaved_medians({n: m.train_step for n, m in models.items()},
-                                         max(args.iters // 2, 1), 1, args.device)
+        step_time = _interleaved_medians(
+            dict({n: m.train_step for n, m in models.items()}, gemm=gemm),
+            max(args.iters // 2, 1), 1, args.device)
+        gemm_rates.append(2 * GEMM_SIZE ** 3 / step_time['gemm'])
         for name in models:
             results[name]['train_iter_per_s'] = 1 / step_time[name]
+    for name, m in models.items():
+        results[name]['infer_flops'] = count_flops(m.infer, m.model, training=False)
+        if args.train:
+            results[name]['train_flops'] = count_flops(m.train_step, m.model, training=True)
     if not args.device.startswith('cuda'):
         _unmap_large_frees()
     for name, m in models.items():
@@ -207,7 +250,35 @@ def measure(models: Dict[str, ModelSteps], args) -> Dict[str, dict]:
               f"  peak {r['infer_peak_mb']:6.0f} MB (weights {r['weights_mb']:.0f} MB)"
               + (f"  train {r['train_iter_per_s']:.3f} it/s (batch {args.batch_size}), "
                  f"peak {r['train_peak_mb']:.0f} MB" if args.train else ''), flush=True)
+    rate = statistics.median(gemm_rates)
+    print(f'roofline: {GEMM_SIZE}x{GEMM_SIZE} fp32 GEMM {rate / 1e9:.1f} GFLOP/s '
+          f'({torch.get_num_threads()} threads, timed in turns with the models)', flush=True)
+    for name, r in results.items():
+        floor = r['infer_flops'] / rate
+        r['infer_floor_share'] = floor / (r['latency_ms'] / 1000)
+        line = (f"{name:>18}: {r['infer_flops'] / 1e9:7.1f} GFLOP/image, floor "
+                f"{1000 * floor:7.1f} ms, {100 * r['infer_floor_share']:3.0f}% of the floor")
+        if args.train:
+            floor = r['train_flops'] / rate
+            r['train_floor_share'] = floor * r['train_iter_per_s']
+            line += (f"; train {r['train_flops'] / 1e9:.1f} GFLOP/step, floor "
+                     f"{floor:.2f} s, {100 * r['train_floor_share']:3.0f}% of the floor")
+        print(line, flush=True)
     return results
+
+
+def scoped_type(name: str) -> str:
+    """``name`` as ``'<scope>.<name>'`` for mmdet's registry, found in openseg's model registry
+    or a plugin's."""
+    if '.' in name:
+        return name
+    pending = [MODELS]
+    while pending:
+        registry = pending.pop()
+        if name in registry.module_dict:
+            return f'{registry.scope}.{name}'
+        pending.extend(registry.children.values())
+    raise KeyError(f'{name} is not registered in openseg or a plugin')
 
 
 def mmdet_mask2former(cfg: Config, num_classes: int):
@@ -222,26 +293,15 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
     in_channels = pixel_decoder.pop('in_channels')
     feat_channels = pixel_decoder.pop('feat_channels')
     out_channels = pixel_decoder.pop('out_channels')
-    if pixel_decoder['type'] == 'MSDeformAttnPixelDecoder':
+    if pixel_decoder['type'].split('.')[-1] == 'MSDeformAttnPixelDecoder':
         pixel_decoder['type'] = 'mmdet.MSDeformAttnPixelDecoder'
     else:
-        # mmdet's Mask2FormerHead accepts only its deformable pixel decoder: the peer gets
-        # Mask2Former's own, as many encoder layers as the openseg one, at the same width.
-        print(f"mmdet Mask2Former's pixel decoder: MSDeformAttnPixelDecoder with "
-              f"{pixel_decoder.get('num_encoder_layers', 6)} layers (openseg: "
-              f"{pixel_decoder['type']})", flush=True)
-        pixel_decoder = dict(
-            type='mmdet.MSDeformAttnPixelDecoder', num_outs=3,
-            norm_cfg=dict(type='GN', num_groups=32), act_cfg=dict(type='ReLU'),
-            encoder=dict(num_layers=pixel_decoder.get('num_encoder_layers', 6), layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=feat_channels, num_heads=8, num_levels=3,
-                                   num_points=4, dropout=0.0, batch_first=True),
-                ffn_cfg=dict(embed_dims=feat_channels,
-                             feedforward_channels=pixel_decoder.get('feedforward_channels',
-                                                                    1024),
-                             num_fcs=2, ffn_drop=0.0,
-                             act_cfg=dict(type='ReLU', inplace=True)))),
-            positional_encoding=dict(num_feats=feat_channels // 2, normalize=True))
+        # mmdet's Mask2FormerHead builds any pixel decoder returning (mask features, memories
+        # from low to high resolution): the peer gets the openseg model's own, so that the two
+        # differ in the decoder, head and post-processing only.
+        pixel_decoder['type'] = scoped_type(pixel_decoder['type'])
+        print(f"mmdet Mask2Former's pixel decoder: {pixel_decoder['type']} (as openseg's)",
+              flush=True)
     num_points = m.criterion.num_points
     # mmdet's MaskFormer calls ConfigDict methods on its sub-configs.
     return MMDET_MODELS.build(ConfigDict(
