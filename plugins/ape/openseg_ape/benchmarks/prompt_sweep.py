@@ -119,7 +119,8 @@ def prompt_sweep(cfg, args, argv) -> None:
     steps: Dict[tuple, Callable] = {}
     skipped = {}
     for size in opts.vocab_sizes:
-        vocabulary = [f'class {i}' for i in range(size)]
+        # One word each: a prompt with a space is a sentence (is_sentence), fused every step.
+        vocabulary = [f'class{i}' for i in range(size)]
         start = time.perf_counter()
         with torch.no_grad():
             model.embed_vocabulary(vocabulary)

@@ -2,13 +2,16 @@
 # segmentation set (instances JSON: boxes, polygons or RLE masks) and a RefCOCO-format
 # grounding set (refs JSON or the original refs(unc).p + the instances JSON it points into),
 # trained together as APE trains its sources (each iteration: 3 detection + 1 grounding
-# samples). Copy this file, set `data_root`, the file names and `classes`, then
+# samples). Copy this file, change its second base to 'ape::_base_/ape_tiny.py' (a copy
+# outside the package does not see the relative path), set `data_root`, the file names and
+# `classes`, then
 #   python tools/train.py my_ape_data.py --work-dir work_dirs/mine \
 #       --cfg-options load_from=/path/to/start.pth
 # (`load_from`: an APE checkpoint to fine-tune, e.g. ape_tiny_shapes.py's). It stands on the
-# tiny model so that it runs on a CPU; for the paper-scale model put
-# 'ape::ape_vitl_paper.py' first in `_base_` and start from a converted official checkpoint
-# (docs/plugins/ape.md). Evaluation: box and mask AP on the detection set's val split.
+# tiny model so that it runs on a CPU; for the paper-scale model replace both bases with
+# 'ape::ape_vitl_paper.py' (it holds the runtime already; two bases may not share keys) and
+# start from a converted official checkpoint (docs/plugins/ape.md); that variant is not tested.
+# Evaluation: box and mask AP on the detection set's val split.
 _base_ = ['openseg_core::_base_/default_runtime.py', '_base_/ape_tiny.py']
 
 data_root = 'data/my_data/'

@@ -5,7 +5,7 @@
 # detections per image. Random weights; official ones convert with
 #   python tools/convert_checkpoint.py ape_official APE-D.pth ape_d_openseg.pth
 # Stand-ins (docs/plugins/ape.md, Fidelity): the backbone is timm's EVA-02-L (patch 16, RoPE,
-# SwiGLU, sub-LN; all blocks global, the official windows 14 of its 24) with ViTDet's simple
+# SwiGLU, sub-LN; all blocks global, the official windows 16 of its 24) with ViTDet's simple
 # feature pyramid; the text tower is open_clip's EVA02-E-14-plus layout (width 1280, 32
 # layers, embed 1024), random unless `model.text_encoder.pretrained` names a local file.
 _base_ = ['openseg_core::_base_/default_runtime.py']

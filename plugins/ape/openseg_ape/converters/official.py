@@ -1,4 +1,5 @@
-"""Official APE checkpoints (shenyunhang/APE, ``model_final.pth`` of APE-A..D) -> openseg.
+"""Official APE checkpoints (shenyunhang/APE, ``model_final.pth``; the key map
+and its test follow APE-D's layout) -> openseg.
 
 Key map (``model_vision.`` prefix of the official names left out; ``N``, ``M`` indices):
 

@@ -240,7 +240,8 @@ class APE(OpenSegModel):
     def embed_vocabulary(self, names: Sequence[str]) -> Tensor:
         """``(K, D)`` embeddings of vocabulary prompts, cached while the text encoder is
         frozen (the core encoder's cache; its rows are unit vectors, which changes nothing
-        downstream: the classifier normalises prompts and the fusion never sees them)."""
+        downstream under ``routing='per_prompt'``: the classifier normalises prompts and the
+        fusion never sees them; under ``'fuse_all'`` the fusion reads the unit rows)."""
         if self.prompt_reduce == 'eot':
             return self.text_encoder.encode_vocabulary(list(names))
         key = tuple(names)
