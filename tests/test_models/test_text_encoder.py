@@ -51,6 +51,25 @@ def test_short_sequences_give_open_clips_full_context_features():
     torch.testing.assert_close(prefix, tokens[:, :3])
 
 
+def test_incremental_encoding_gives_the_features_of_the_whole_prefix():
+    """``encode_next_ids`` (a key/value cache for generation): a prefix of several ids, then
+    one id per call, gives each position's features of one pass over the whole sequence."""
+    enc = OpenCLIPTextEncoder(model_name='ViT-B-16', embed_dim=32,
+                              text_cfg=dict(width=32, heads=2, layers=2))
+    torch.nn.init.normal_(enc.tower.token_embedding.weight)
+    ids = torch.randint(0, 49408, (2, 7), generator=torch.Generator().manual_seed(0))
+    whole = enc.encode_ids(ids)
+    assert enc.supports_incremental
+    feats, past = enc.encode_next_ids(ids[:, :3])
+    torch.testing.assert_close(feats, whole[:, :3])
+    for t in range(3, 7):
+        feats, past = enc.encode_next_ids(ids[:, t:t + 1], past)
+        torch.testing.assert_close(feats, whole[:, t:t + 1])
+    assert past[0][0].shape == (2, 2, 7, 16)  # per block: keys (N, heads, t, width / heads)
+    with pytest.raises(ValueError, match='exceed the context length'):
+        enc.encode_next_ids(ids.new_zeros(2, 71), past)
+
+
 def test_vocabulary_is_encoded_once_while_frozen(monkeypatch):
     enc = _tiny(templates=('a photo of a {}.', 'a {} in a picture.'))
     calls = []

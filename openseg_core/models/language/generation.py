@@ -7,7 +7,7 @@ A model plugs in through a *step function*::
 ``N = B * beam_size`` rows, beam-major within each sequence (row ``b * beam_size + k``), so a
 step that reads per-sequence context (image features, encoder outputs) repeats it with
 ``repeat_interleave(beam_size, 0)``. While the returned cache is ``None`` the search passes
-the whole prefix ``(N, t)`` at every step (X-Decoder's captioner re-runs its decoder); once a
+the whole prefix ``(N, t)`` at every step (X-Decoder's ``caption_cache=False``); once a
 step returns a cache, later steps get only the newest token ``(N, 1)`` and that cache, with its
 rows reordered to follow the beams (:func:`reorder_cache`). ``logits`` may be raw logits or
 log-probabilities: the search applies ``log_softmax`` itself.

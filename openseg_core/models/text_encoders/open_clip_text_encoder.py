@@ -1,7 +1,7 @@
 """A text encoder from open_clip: any of its architectures, weights from a local file."""
 import re
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -180,6 +180,66 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
         features. Causal: position ``t`` depends on the first ``t + 1`` ids only, so these are
         the text queries of a captioning decoder."""
         return self._run_tower(token_ids)[1]
+
+    @property
+    def supports_incremental(self) -> bool:
+        """Whether :meth:`encode_next_ids` can run this tower: the causal argmax-pooled tower
+        of plain ``ResidualAttentionBlock`` s (every CLIP text tower of open_clip's standard
+        architectures; not the CoCa / class-token or padding-mask variants)."""
+        from open_clip.transformer import ResidualAttentionBlock
+        tower = self.tower
+        if (tower.cls_emb is not None or getattr(tower, 'use_pad_mask', False)
+                or tower.pool_type != 'argmax' or tower.attn_mask is None):
+            return False
+        return all(type(block) is ResidualAttentionBlock and not hasattr(block, 'ln_1_kv')
+                   and block.attn._qkv_same_embed_dim and block.attn.bias_k is None
+                   and not block.attn.add_zero_attn
+                   for block in tower.transformer.resblocks)
+
+    def encode_next_ids(self, token_ids: Tensor, past: Optional[List[Tuple[Tensor, Tensor]]]
+                        = None) -> Tuple[Tensor, List[Tuple[Tensor, Tensor]]]:
+        """Incremental :meth:`encode_ids` (a key/value cache, for generation): the features of
+        ``(N, s)`` ids that follow the ``t`` positions held in ``past``.
+
+        Args:
+            token_ids: ``(N, s)`` the next ids (the whole prefix when ``past`` is None).
+            past: per block, keys and values ``(N, heads, t, W / heads)`` of the earlier
+                positions, as returned by the previous call.
+
+        Returns:
+            ``(N, s, W)`` token features, equal to the last ``s`` positions of
+            :meth:`encode_ids` on the whole prefix (to float rounding), and the ``past`` that
+            covers ``t + s`` positions.
+        """
+        if not self.supports_incremental:
+            raise NotImplementedError(f'{type(self.tower.transformer.resblocks[0]).__name__} '
+                                      'blocks have no incremental path; use encode_ids')
+        tower, (batch, length) = self.tower, token_ids.shape
+        start = 0 if past is None else past[0][0].shape[2]
+        if start + length > self.context_length:
+            raise ValueError(f'{start + length} tokens exceed the context length '
+                             f'{self.context_length}')
+        x = tower.token_embedding(token_ids) + tower.positional_embedding[start:start + length]
+        # The new positions see every earlier one and, among themselves, their predecessors.
+        allowed = None if length == 1 else torch.ones(
+            length, start + length, dtype=torch.bool, device=x.device).tril(diagonal=start)
+        new_past = []
+        for index, block in enumerate(tower.transformer.resblocks):
+            attn = block.attn
+            heads = attn.num_heads
+            qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+            q, k, v = (part.view(batch, length, heads, -1).transpose(1, 2)
+                       for part in qkv.chunk(3, dim=-1))
+            if past is not None:
+                k = torch.cat([past[index][0], k], dim=2)
+                v = torch.cat([past[index][1], v], dim=2)
+            new_past.append((k, v))
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=allowed, dropout_p=attn.dropout if self.training else 0.0)
+            out = attn.out_proj(out.transpose(1, 2).reshape(batch, length, -1))
+            x = x + block.ls_1(out)
+            x = x + block.ls_2(block.mlp(block.ln_2(x)))
+        return tower.ln_final(x), new_past
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Ids (without start/end/padding) -> text."""

@@ -41,3 +41,9 @@ def openseg_run_task(task, model, inputs, data_samples, options):
 def openseg_checkpoint_converters():
     from .converters.official import convert_official
     return dict(xdecoder_official=convert_official)
+
+
+@hookimpl
+def openseg_benchmarks():
+    from .benchmarks.caption_speed import caption_speed
+    return {'xdecoder.caption_speed': caption_speed}

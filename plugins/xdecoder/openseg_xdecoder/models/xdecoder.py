@@ -1,6 +1,6 @@
 """X-Decoder: one decoder for generic and referring segmentation, retrieval and captioning."""
 from collections import defaultdict
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +67,9 @@ class XDecoder(MaskClassificationModel):
         default_task: task of samples without a ``task``.
         test_cfg: ``beam_size`` (1 = greedy, the official release; the paper's 5),
             ``max_caption_len`` (tokens), ``length_penalty``, ``caption_stop`` (text after
-            this string is cut, the official ``'.'``), ``mask_threshold`` (referring).
+            this string is cut, the official ``'.'``), ``caption_cache`` (decode captions
+            incrementally, default True: see :meth:`caption_step_fn`), ``mask_threshold``
+            (referring).
         data_preprocessor: e.g. the core's ``MultiTaskDataPreprocessor``.
     """
 
@@ -91,7 +93,8 @@ class XDecoder(MaskClassificationModel):
         self.tasks = nn.ModuleDict({name: MODELS.build(cfg) for name, cfg in tasks.items()})
         self.default_task = default_task
         self.test_cfg = dict(dict(beam_size=5, max_caption_len=30, length_penalty=1.0,
-                                  caption_stop=None, mask_threshold=0.5), **(test_cfg or {}))
+                                  caption_stop=None, caption_cache=True, mask_threshold=0.5),
+                             **(test_cfg or {}))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if any(k.startswith(prefix + 'sem_seg_head.') for k in state_dict):
@@ -216,27 +219,68 @@ class XDecoder(MaskClassificationModel):
         """``(N, D')`` unit text embeddings for retrieval."""
         return self.head.text_embed(F.normalize(self.text_encoder(list(texts)).pooled, dim=-1))
 
-    def caption(self, feats: Features, beam_size: Optional[int] = None,
-                region: Optional[Tensor] = None) -> List[str]:
-        """Caption each image; ``region (B, h, w)`` in ``[0, 1]`` restricts what the text
-        queries see (referring captioning). ``beam_size`` 1 is greedy decoding."""
-        beam_size = beam_size or self.test_cfg['beam_size']
-        batch = feats.mask_features.shape[0]
-        feats = feats.repeat(beam_size)
-        if region is not None:
-            region = region.repeat_interleave(beam_size, 0)
+    def caption_step_fn(self, feats: Features, beam_size: int = 1,
+                        region: Optional[Tensor] = None,
+                        cache: Optional[bool] = None) -> Callable[[Tensor, Any], StepOutput]:
+        """The step function :meth:`caption` gives the core's ``generate`` for ``B`` images
+        and ``beam_size`` rows per image.
+
+        ``cache`` (default ``test_cfg['caption_cache']``): decode incrementally. The latent
+        queries do not attend text under the captioning mask, so they are decoded once per
+        image (:meth:`XDecoderQueryDecoder.caption_context`); each step then runs only the
+        newest token through the text tower (its keys / values cached,
+        ``OpenCLIPTextEncoder.encode_next_ids``) and the decoder layers (the earlier tokens'
+        keys / values cached, :meth:`XDecoderQueryDecoder.caption_step`), and the cache rows
+        follow the beams. Same logits as without, to float rounding. Where the cache does not
+        apply (training mode, a decoder layer that is not torch's plain attention) the step
+        re-runs the decoder on the whole prefix; a text tower without an incremental path is
+        re-run on the prefix while the decoder still decodes one token.
+        """
+        use_cache = self.test_cfg['caption_cache'] if cache is None else cache
         table = self.text_encoder.token_embedding_table
+        if not (use_cache and self.query_decoder.supports_caption_cache()):
+            feats = feats.repeat(beam_size)
+            if region is not None:
+                region = region.repeat_interleave(beam_size, 0)
 
-        # The query decoder keeps no KV cache (the returned cache stays None), so every step
-        # re-runs it on the whole prefix.
-        def step(ids: Tensor, cache: None) -> StepOutput:
-            prefix = self.text_queries(self.text_encoder.encode_ids(ids))
-            decoded = self.query_decoder(feats.mask_features, feats.memories, task='captioning',
-                                         text_queries=prefix, text_region=region)
-            return StepOutput(self.head.caption_logits(decoded.text_embeds[-1][:, -1], table))
+            def full_step(ids: Tensor, past: None) -> StepOutput:
+                prefix = self.text_queries(self.text_encoder.encode_ids(ids))
+                decoded = self.query_decoder(feats.mask_features, feats.memories,
+                                             task='captioning', text_queries=prefix,
+                                             text_region=region)
+                return StepOutput(self.head.caption_logits(decoded.text_embeds[-1][:, -1],
+                                                           table))
+            return full_step
 
-        start = torch.full((batch, 1), self.text_encoder.start_token_id, dtype=torch.long,
-                           device=feats.mask_features.device)
+        context = self.query_decoder.caption_context(feats.mask_features, feats.memories,
+                                                     region, beams=beam_size)
+        incremental_text = getattr(self.text_encoder, 'supports_incremental', False)
+
+        def cached_step(ids: Tensor, past: Optional[dict]) -> StepOutput:
+            # ``ids``: the whole prefix at the first step, then the newest token.
+            past = past or dict(ids=ids[:, :0], text=None, decoder=None)
+            prefix = torch.cat([past['ids'], ids], dim=1)
+            if incremental_text:
+                token_feats, text_past = self.text_encoder.encode_next_ids(ids, past['text'])
+            else:
+                token_feats = self.text_encoder.encode_ids(prefix)[:, -ids.shape[1]:]
+                text_past = None
+            embeds, decoder_past = self.query_decoder.caption_step(
+                self.text_queries(token_feats), context, past['decoder'])
+            return StepOutput(self.head.caption_logits(embeds[:, -1], table),
+                              dict(ids=prefix, text=text_past, decoder=decoder_past))
+        return cached_step
+
+    def caption(self, feats: Features, beam_size: Optional[int] = None,
+                region: Optional[Tensor] = None, cache: Optional[bool] = None) -> List[str]:
+        """Caption each image; ``region (B, h, w)`` in ``[0, 1]`` restricts what the text
+        queries see (referring captioning). ``beam_size`` 1 is greedy decoding; ``cache``
+        (default ``test_cfg['caption_cache']``, True) decodes incrementally
+        (:meth:`caption_step_fn`; the same captions)."""
+        beam_size = beam_size or self.test_cfg['beam_size']
+        step = self.caption_step_fn(feats, beam_size, region, cache)
+        start = torch.full((feats.mask_features.shape[0], 1), self.text_encoder.start_token_id,
+                           dtype=torch.long, device=feats.mask_features.device)
         out = generate(step, start, self.text_encoder.end_token_id,
                        self.test_cfg['max_caption_len'], beam_size=beam_size,
                        length_penalty=self.test_cfg['length_penalty'])

@@ -1,8 +1,9 @@
 """X-Decoder's decoder: latent queries (object + one global) and text queries."""
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openseg_core.models.interfaces import implements
@@ -38,6 +39,41 @@ class XDecoderOutput(QueryDecoderOutput):
     text_embeds: Optional[List[Tensor]] = None
     copy_embeds: Optional[List[Tensor]] = None
     copy_mask_logits: Optional[List[Tensor]] = None
+
+
+@dataclass
+class CaptionContext:
+    """What a caption token reads besides the earlier tokens, per decoder layer, computed once
+    per image by :meth:`XDecoderQueryDecoder.caption_context` (``B`` images, ``k`` beams,
+    ``N = B * k`` rows, ``h`` heads, ``d = C / h``)."""
+    #: per layer ``(N, h, m, d)`` self-attention keys / values of the ``m`` latent queries
+    latent_kv: List[Tuple[Tensor, Tensor]]
+    #: per layer ``(B, h, h_i * w_i, d)`` cross-attention keys / values of its memory
+    memory_kv: List[Tuple[Tensor, Tensor]]
+    #: per layer ``(B, 1, 1, h_i * w_i)`` True where text may look (referring captioning), or
+    #: None (everywhere)
+    allowed: List[Optional[Tensor]]
+    beams: int
+
+
+def _split_heads(x: Tensor, heads: int) -> Tensor:
+    """``(B, L, C)`` -> ``(B, heads, L, C / heads)``."""
+    return x.view(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
+
+
+def _in_proj(attn: nn.MultiheadAttention, x: Tensor, part: int) -> Tensor:
+    """torch's attention input projection ``part`` (0 query, 1 key, 2 value) of ``x``."""
+    dims = attn.embed_dim
+    bias = None if attn.in_proj_bias is None else attn.in_proj_bias[part * dims:(part + 1) * dims]
+    return F.linear(x, attn.in_proj_weight[part * dims:(part + 1) * dims], bias)
+
+
+def _attend(attn: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tensor,
+            allowed: Optional[Tensor] = None) -> Tensor:
+    """``(B, h, L, d)`` projected query over ``(B, h, S, d)`` keys / values -> ``(B, L, C)``
+    after torch's output projection (eval mode: no dropout)."""
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed)
+    return attn.out_proj(out.transpose(1, 2).reshape(query.shape[0], query.shape[2], -1))
 
 
 @implements('mask_classification.QueryDecoder',
@@ -157,6 +193,133 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
         if num_copies:
             out['copy_masks'] = mask_logits[:, -num_copies:]
         return out
+
+    # ------------------------------------------------------------------ cached captioning
+    # Under the captioning mask (Fig. 4) the latent queries never attend text, so their
+    # states at every layer are the same whatever the caption; and text token t attends only
+    # the latents and tokens <= t (every other operation is row-wise). Decoding token by token
+    # then needs, per layer, the latents' self-attention keys / values and the memories'
+    # cross-attention keys / values (both once per image) and the earlier tokens' keys /
+    # values (one more per step): only the newest token goes through the layers.
+
+    def supports_caption_cache(self) -> bool:
+        """Whether :meth:`caption_step` applies: eval mode (it skips dropout) and torch's
+        plain multi-head attention in every layer (no extra key bias, no zero attention)."""
+        if self.training:
+            return False
+        for layer in self.decoder.layers:
+            for attn in (layer.cross_attn.attn, layer.self_attn.attn):
+                if not (isinstance(attn, nn.MultiheadAttention) and attn._qkv_same_embed_dim
+                        and attn.bias_k is None and not attn.add_zero_attn):
+                    return False
+        return True
+
+    @torch.no_grad()
+    def caption_context(self, mask_features: Tensor, memories: List[Tensor],
+                        text_region: Optional[Tensor] = None,
+                        beams: int = 1) -> CaptionContext:
+        """Run the latent queries alone (as :meth:`forward` runs them under ``captioning``:
+        same cross-attention masks, same self-attention rules) and keep, per layer, what a
+        text query reads: the latents' self-attention keys / values, the memory's
+        cross-attention keys / values and the region's attention mask.
+
+        Args:
+            mask_features, memories: of ``B`` images (not repeated per beam).
+            text_region: ``(B, H', W')`` in ``[0, 1]`` (referring captioning).
+            beams: rows per image in the :meth:`caption_step` calls (beam search).
+        """
+        batch = mask_features.shape[0]
+        keys, key_pos = self.memory_keys(memories)
+        queries = torch.cat([self.query_feat.weight, self.global_query_feat.weight])
+        query_pos = torch.cat([self.query_pos.weight, self.global_query_pos.weight])
+        queries = queries[None].expand(batch, -1, -1)
+        query_pos = query_pos[None].expand(batch, -1, -1)
+        latent_mask = self_attention_mask('retrieval', self.num_latent,
+                                          device=mask_features.device)[0]
+        cross_mask = self._heads(queries, mask_features, memories[0].shape[-2:], 0,
+                                 None)['attn']
+        context = CaptionContext([], [], [], beams)
+        heads, last = self.num_heads, len(self.decoder.layers) - 1
+        for index, layer in enumerate(self.decoder.layers):
+            level = index % self.num_feature_levels
+            cross = layer.cross_attn.attn
+            context.memory_kv.append(
+                (_split_heads(_in_proj(cross, keys[level] + key_pos[level], 1), heads),
+                 _split_heads(_in_proj(cross, keys[level], 2), heads)))
+            context.allowed.append(None if text_region is None else ~self.blocked_outside(
+                text_region, memories[level].shape[-2:])[:, None, None])
+            queries = layer.norms[0](layer.cross_attn(
+                query=queries, key=keys[level], value=keys[level], query_pos=query_pos,
+                key_pos=key_pos[level], attn_mask=cross_mask))
+            own = layer.self_attn.attn
+            context.latent_kv.append(tuple(
+                _split_heads(_in_proj(own, x, part), heads).repeat_interleave(beams, 0)
+                for x, part in ((queries + query_pos, 1), (queries, 2))))
+            if index == last:  # the text reads nothing of the latents' last outputs
+                break
+            queries = layer.norms[1](layer.self_attn(query=queries, key=queries, value=queries,
+                                                     query_pos=query_pos, key_pos=query_pos,
+                                                     attn_mask=latent_mask))
+            queries = layer.norms[2](layer.ffn(queries))
+            next_size = memories[(index + 1) % self.num_feature_levels].shape[-2:]
+            cross_mask = self._heads(queries, mask_features, next_size, 0, None)['attn']
+        return context
+
+    @torch.no_grad()
+    def caption_step(self, text_queries: Tensor, context: CaptionContext,
+                     past: Optional[List[Tuple[Tensor, Tensor]]] = None
+                     ) -> Tuple[Tensor, List[Tuple[Tensor, Tensor]]]:
+        """Decode the next ``s`` caption tokens given the cache of the ``t`` earlier ones.
+
+        Args:
+            text_queries: ``(N, s, text_dims)`` the new tokens' text queries, ``N = B * k``
+                rows, the ``k`` beams of an image in a row.
+            context: :meth:`caption_context` of the ``B`` images.
+            past: per layer, the self-attention keys / values ``(N, h, m + t, d)`` of the
+                latents and the earlier tokens, as returned by the previous call (None at
+                the first).
+
+        Returns:
+            ``(N, s, C)`` normed outputs of the new tokens (:meth:`forward`'s last
+            ``text_embeds`` at those positions, to float rounding) and the ``past`` that
+            covers ``t + s`` tokens.
+        """
+        rows, length = text_queries.shape[:2]
+        start = 0 if past is None else past[0][0].shape[2] - self.num_latent
+        if start + length > self.caption_pos.num_embeddings:
+            raise ValueError(f'caption of {start + length} tokens is longer than the context '
+                             f'length {self.caption_pos.num_embeddings}')
+        heads, beams = self.num_heads, context.beams
+        text = self.text_proj(text_queries)
+        text_pos = self.caption_pos.weight[start:start + length][None].expand(rows, -1, -1)
+        if self.caption_query_pos == 'token_and_learned':
+            text_pos = text + text_pos
+        allowed_self = None  # one new token sees all it is given
+        if length > 1:
+            allowed_self = torch.ones(length, self.num_latent + start + length,
+                                      dtype=torch.bool, device=text.device).tril(
+                                          self.num_latent + start)
+        x, new_past = text, []
+        for index, layer in enumerate(self.decoder.layers):
+            # Cross-attention: the beams of an image share its memory, so its k * s new
+            # tokens are one block of queries over its keys (no per-beam copies of them).
+            cross = layer.cross_attn.attn
+            key, value = context.memory_kv[index]
+            query = _split_heads(_in_proj(cross, x + text_pos, 0).reshape(
+                rows // beams, beams * length, -1), heads)
+            out = _attend(cross, query, key, value, context.allowed[index])
+            x = layer.norms[0](x + out.reshape(rows, length, -1))
+            # Self-attention over [latents, earlier tokens, new tokens].
+            own = layer.self_attn.attn
+            cached = context.latent_kv[index] if past is None else past[index]
+            keys = torch.cat([cached[0], _split_heads(_in_proj(own, x + text_pos, 1), heads)],
+                             dim=2)
+            values = torch.cat([cached[1], _split_heads(_in_proj(own, x, 2), heads)], dim=2)
+            new_past.append((keys, values))
+            query = _split_heads(_in_proj(own, x + text_pos, 0), heads)
+            x = layer.norms[1](x + _attend(own, query, keys, values, allowed_self))
+            x = layer.norms[2](layer.ffn(x))
+        return self.decoder.post_norm(x), new_past
 
     def forward(self, mask_features: Tensor, memories: List[Tensor], task: str = 'generic',
                 text_queries: Optional[Tensor] = None, text_padding: Optional[Tensor] = None,
