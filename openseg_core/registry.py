@@ -8,6 +8,7 @@ and the scope names the plugin that provides it.
 from types import SimpleNamespace
 
 from mmdet import registry as mmdet_registry
+from mmengine import registry as mmengine_registry
 from mmengine.registry import Registry
 
 # mmengine imports `<default scope>.registry` when it builds, so the scope is the package name.
@@ -45,6 +46,10 @@ PARAM_SCHEDULERS = Registry('parameter scheduler', parent=mmdet_registry.PARAM_S
 EVALUATOR = Registry('evaluator', parent=mmdet_registry.EVALUATOR, scope=SCOPE)
 VISBACKENDS = Registry('vis_backend', parent=mmdet_registry.VISBACKENDS, scope=SCOPE)
 LOG_PROCESSORS = Registry('log_processor', parent=mmdet_registry.LOG_PROCESSORS, scope=SCOPE)
+# mmdet has none: the parent is mmengine's (DDPStrategy, FSDPStrategy, ...); used by
+# FlexibleRunner configs (`strategy=`).
+STRATEGIES = Registry('strategy', parent=mmengine_registry.STRATEGIES, scope=SCOPE,
+                      locations=['openseg_core.engine'])
 
 #: Registries a plugin may register into, by the attribute name it uses.
 CORE_REGISTRIES = dict(MODELS=MODELS, DATASETS=DATASETS, TRANSFORMS=TRANSFORMS, METRICS=METRICS,

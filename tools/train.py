@@ -1,11 +1,16 @@
-"""Train a model: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]``."""
+"""Train a model: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]``.
+
+A config with ``strategy=`` (FSDP: ``openseg_core::_base_/strategies/fsdp.py``) trains with
+mmengine's FlexibleRunner (:class:`~openseg_core.engine.OpenSegFlexibleRunner`), any other
+with :class:`~openseg_core.engine.OpenSegRunner`; see docs/distributed.md.
+"""
 import argparse
 import os
 import os.path as osp
 
 import torch
 
-from openseg_core.engine import OpenSegRunner
+from openseg_core.engine import OpenSegFlexibleRunner, OpenSegRunner
 from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_config,
                                      run_tool)
 
@@ -39,8 +44,9 @@ def main(argv=None):
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'checkpoint to resume not found: {args.resume}')
         cfg.resume, cfg.load_from = True, args.resume
+    runner = OpenSegFlexibleRunner if cfg.get('strategy') else OpenSegRunner
     with cleanup_on_error(cfg.work_dir):
-        OpenSegRunner.from_cfg(cfg).train()
+        runner.from_cfg(cfg).train()
 
 
 if __name__ == '__main__':

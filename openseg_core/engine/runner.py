@@ -15,6 +15,32 @@ from openseg_core.utils.checkpoint import (CheckpointError, load_model_weights,
                                            read_checkpoint)
 
 
+def init_cpu_process_group(dist_cfg: dict) -> None:
+    """Join torchrun's processes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) without CUDA:
+    gloo unless the config names another CPU backend (its ``nccl`` default is for GPUs), and
+    no ``torch.cuda.set_device``, which mmengine's launcher calls whatever the backend."""
+    dist_cfg = dict(dist_cfg)
+    backend = dist_cfg.pop('backend', 'gloo')
+    if backend == 'nccl':
+        backend = 'gloo'
+    if dist_cfg.get('timeout') is not None:
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
+    if mp.get_start_method(allow_none=True) is None:
+        mp.set_start_method('spawn')
+    torch_dist.init_process_group(backend=backend, **dist_cfg)
+
+
+def check_training_state(checkpoint, filename: str) -> None:
+    """Raise unless ``checkpoint`` holds what ``--resume`` needs besides weights."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if not (isinstance(meta, dict) and {'epoch', 'iter'} <= set(meta)
+            and 'message_hub' in checkpoint):
+        raise CheckpointError(
+            f'{filename} holds weights but no training state (meta epoch/iter, message '
+            'hub): it was not written by tools/train.py, so it cannot be resumed; '
+            f'start a new run from its weights with --cfg-options load_from={filename}')
+
+
 @RUNNERS.register_module()
 class OpenSegRunner(Runner):
     """A ``Runner`` whose checkpoint loading is safe and strict.
@@ -35,16 +61,7 @@ class OpenSegRunner(Runner):
     def setup_env(self, env_cfg: dict) -> None:
         if (self.distributed and not is_distributed() and self.launcher == 'pytorch'
                 and not torch.cuda.is_available()):
-            dist_cfg = dict(env_cfg.get('dist_cfg', {}))
-            backend = dist_cfg.pop('backend', 'gloo')
-            if backend == 'nccl':  # the configs' default, for GPUs
-                backend = 'gloo'
-            if dist_cfg.get('timeout') is not None:
-                dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
-            if mp.get_start_method(allow_none=True) is None:
-                mp.set_start_method('spawn')
-            # torchrun's environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
-            torch_dist.init_process_group(backend=backend, **dist_cfg)
+            init_cpu_process_group(env_cfg.get('dist_cfg', {}))
         super().setup_env(env_cfg)
 
     def wrap_model(self, model_wrapper_cfg, model):
@@ -61,13 +78,7 @@ class OpenSegRunner(Runner):
         what = 'checkpoint to resume' if self._resuming else 'checkpoint'
         checkpoint = read_checkpoint(filename, what, map_location)
         if self._resuming:
-            meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-            if not (isinstance(meta, dict) and {'epoch', 'iter'} <= set(meta)
-                    and 'message_hub' in checkpoint):
-                raise CheckpointError(
-                    f'{filename} holds weights but no training state (meta epoch/iter, message '
-                    'hub): it was not written by tools/train.py, so it cannot be resumed; '
-                    f'start a new run from its weights with --cfg-options load_from={filename}')
+            check_training_state(checkpoint, filename)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
         load_model_weights(model, checkpoint, filename,

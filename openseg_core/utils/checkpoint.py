@@ -13,7 +13,7 @@ import logging
 import os
 import pickle
 import re
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Union
 
 import torch
 from mmengine.logging import print_log
@@ -139,12 +139,33 @@ def _converter_for(checkpoint, model_keys: set) -> Optional[str]:
     return None
 
 
+class ModelWeights(NamedTuple):
+    """What a checkpoint is compared with: the shape of every weight of a model by name
+    (parameters, buffers and state-dict entries), and the names its ``state_dict`` saves
+    (frozen parts loaded from their own files left out)."""
+
+    shapes: Dict[str, torch.Size]
+    saved: List[str]
+
+
+def model_weights(model: nn.Module) -> ModelWeights:
+    """:class:`ModelWeights` of an unwrapped model (or of one whose weights are whole)."""
+    from openseg_core.models.base.frozen import SOURCE_KEY
+    state = model.state_dict()
+    shapes = {k: v.shape for k, v in model.named_parameters()}
+    shapes.update((k, v.shape) for k, v in model.named_buffers())
+    shapes.update((k, v.shape) for k, v in state.items())
+    return ModelWeights(shapes, [k for k in state if not k.endswith(SOURCE_KEY)])
+
+
 def load_model_weights(model: nn.Module, checkpoint: dict, path: str = 'checkpoint',
-                       strict: bool = True, logger=None, remedy: Optional[str] = None) -> dict:
+                       strict: bool = True, logger=None, remedy: Optional[str] = None,
+                       weights: Optional[ModelWeights] = None) -> dict:
     """Put a checkpoint's weights into ``model``.
 
     Args:
-        model: the (unwrapped) model.
+        model: the unwrapped model, or an FSDP root whose state-dict type is the full one
+            (then with ``weights``).
         checkpoint: what :func:`read_checkpoint` returned.
         path: the file, for messages.
         strict: refuse a checkpoint that does not fit: a weight of another shape, a weight the
@@ -152,6 +173,9 @@ def load_model_weights(model: nn.Module, checkpoint: dict, path: str = 'checkpoi
             own pretrained files are not expected in the checkpoint. ``False`` loads what
             fits and logs what did not (fine-tuning from another model on purpose).
         remedy: what the message offers instead of partial loading, where that does not apply.
+        weights: the model's :class:`ModelWeights`, listed before it was sharded (FSDP):
+            outside its forward a sharded model's parameters are shards, and gathering
+            them whole on every process just to compare names would cost their full size.
 
     Returns:
         ``dict(missing=[...], unexpected=[...], shapes=[...])``: what did not fit.
@@ -161,18 +185,15 @@ def load_model_weights(model: nn.Module, checkpoint: dict, path: str = 'checkpoi
             mismatched keys and the likely cause.
     """
     state = state_dict_of(checkpoint, path)
-    current = dict(model.named_parameters())
-    current.update(model.named_buffers())
-    current.update(model.state_dict())
-    shapes = [f'{k} {tuple(v.shape)} in the checkpoint, {tuple(current[k].shape)} in the model'
-              for k, v in state.items() if k in current and v.shape != current[k].shape]
+    current, expected = weights if weights is not None else model_weights(model)
+    shapes = [f'{k} {tuple(v.shape)} in the checkpoint, {tuple(current[k])} in the model'
+              for k, v in state.items() if k in current and v.shape != current[k]]
     fitting = {k: v for k, v in state.items()
-               if k not in current or v.shape == current[k].shape}
+               if k not in current or v.shape == current[k]}
     # Compared before loading, so that a refused checkpoint leaves the model as it was. The
     # model's state_dict leaves out frozen parts loaded from their own pretrained files (their
     # digest stands in), so a checkpoint without them is not missing anything.
     from openseg_core.models.base.frozen import SOURCE_KEY
-    expected = [k for k in model.state_dict() if not k.endswith(SOURCE_KEY)]
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in current and not k.endswith(SOURCE_KEY)]
     if strict and (shapes or missing or unexpected):
