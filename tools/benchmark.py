@@ -134,13 +134,16 @@ def _unmap_large_frees() -> None:
 def _interleaved_medians(steps: Dict[str, Callable], iters: int, warmup: int,
                          device: str) -> Dict[str, float]:
     """Median seconds per step, the models taking turns so that the machine's drift (other
-    jobs, clocks, caches) lands on all of them alike."""
+    jobs, clocks, caches) lands on all of them alike; the order reverses every round, so that
+    no step always follows the same one (a step after another's large frees pays for them
+    again: page faults, as the allocator returns memory to the system)."""
     for step in steps.values():
         for _ in range(warmup):
             step()
     times = {name: [] for name in steps}
-    for _ in range(iters):
-        for name, step in steps.items():
+    for round_index in range(iters):
+        order = list(steps.items())
+        for name, step in (order if round_index % 2 == 0 else order[::-1]):
             _sync(device)
             start = time.perf_counter()
             step()

@@ -6,7 +6,8 @@ from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
 
 from openseg_core.models.layers import (FastMultiScaleDeformableAttention,
                                         convert_deformable_attention,
-                                        multi_scale_deformable_attn_cpu)
+                                        multi_scale_deformable_attn_cpu,
+                                        multi_scale_deformable_attn_grid_sample)
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 SHAPES = [(8, 6), (4, 3), (2, 2)]
@@ -23,11 +24,16 @@ def _inputs(batch=2, heads=2, channels=4, points=3, spread=0.3):
     return value, locations, weights
 
 
-def test_equals_mmcv_sampling_inside_and_outside_the_maps():
+#: The inference path (embedding_bag) and the training path (grid_sample level by level).
+PATHS = [multi_scale_deformable_attn_cpu, multi_scale_deformable_attn_grid_sample]
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_equals_mmcv_sampling_inside_and_outside_the_maps(path):
     value, locations, weights = _inputs()
     expected = multi_scale_deformable_attn_pytorch(value, torch.tensor(SHAPES), locations,
                                                    weights)
-    got = multi_scale_deformable_attn_cpu(value, SHAPES, locations, weights)
+    got = path(value, SHAPES, locations, weights)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
 
@@ -40,14 +46,14 @@ def test_location_on_a_pixel_centre_reads_that_pixel():
     assert out.item() == 5 * 6 + 2
 
 
-def test_gradients_equal_mmcv():
+@pytest.mark.parametrize('path', PATHS)
+def test_gradients_equal_mmcv(path):
     value, locations, weights = _inputs()
     inputs = [t.requires_grad_() for t in (value, locations, weights)]
     grad = torch.randn(2, 7, 8, dtype=torch.float64)
     expected = torch.autograd.grad(multi_scale_deformable_attn_pytorch(
         value, torch.tensor(SHAPES), locations, weights), inputs, grad)
-    got = torch.autograd.grad(multi_scale_deformable_attn_cpu(value, SHAPES, locations, weights),
-                              inputs, grad)
+    got = torch.autograd.grad(path(value, SHAPES, locations, weights), inputs, grad)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
 
@@ -74,6 +80,6 @@ def test_converted_module_keeps_its_state_and_outputs():
     assert type(attn) is FastMultiScaleDeformableAttention and list(attn.state_dict()) == keys
     with torch.no_grad():
         torch.testing.assert_close(attn(**args), expected, rtol=1e-5, atol=1e-5)
-    # With gradients it takes mmcv's path and still trains.
+    # With gradients it samples with grid_sample and still trains.
     attn(**args).sum().backward()
     assert attn.sampling_offsets.weight.grad.abs().sum() > 0

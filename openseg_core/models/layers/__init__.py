@@ -2,9 +2,11 @@
 from .attention import FusedMultiheadAttention, convert_multihead_attention
 from .deformable_attention import (FastMultiScaleDeformableAttention,
                                    convert_deformable_attention,
-                                   multi_scale_deformable_attn_cpu)
+                                   multi_scale_deformable_attn_cpu,
+                                   multi_scale_deformable_attn_grid_sample)
 from .mask_logits import mask_logits
 
 __all__ = ['FusedMultiheadAttention', 'convert_multihead_attention',
            'FastMultiScaleDeformableAttention', 'convert_deformable_attention',
-           'multi_scale_deformable_attn_cpu', 'mask_logits']
+           'multi_scale_deformable_attn_cpu', 'multi_scale_deformable_attn_grid_sample',
+           'mask_logits']

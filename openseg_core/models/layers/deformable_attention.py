@@ -12,7 +12,6 @@ from typing import List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from mmcv.ops import MultiScaleDeformableAttention
-from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
 from torch import Tensor, nn
 
 #: Zero border added around each level's map: one row / column before it, two after, so
@@ -45,7 +44,7 @@ def multi_scale_deformable_attn_cpu(value: Tensor, spatial_shapes: Sequence[Tupl
     level's values: a sampling location's four bilinear corners, weighted by the corner's
     bilinear weight times the location's attention weight. Differentiable in all inputs
     (through ``embedding_bag``'s own backward, which is slower than ``grid_sample``'s: train
-    with :func:`multi_scale_deformable_attn_pytorch`).
+    with :func:`multi_scale_deformable_attn_grid_sample`).
 
     Args:
         value: ``(B, S, heads, C')``, the levels' maps flattened and concatenated.
@@ -90,11 +89,42 @@ def multi_scale_deformable_attn_cpu(value: Tensor, spatial_shapes: Sequence[Tupl
     return out.view(batch, num_queries, heads * channels)
 
 
+def multi_scale_deformable_attn_grid_sample(value: Tensor,
+                                            spatial_shapes: Sequence[Tuple[int, int]],
+                                            sampling_locations: Tensor,
+                                            attention_weights: Tensor) -> Tensor:
+    """mmcv's ``multi_scale_deformable_attn_pytorch`` (the same arguments, shapes and
+    results), for training: each level's ``grid_sample`` output is weighted and summed as it
+    comes, instead of stacking the levels into one ``(B * heads, C', Q, levels * points)``
+    tensor first. The stack costs a copy forward and another backward (its gradient slices
+    are not contiguous for ``grid_sample``'s backward): about 6 % of a Mask2Former-R50
+    training step at 512 x 512 on a CPU (docs/reference_model.md)."""
+    batch, _, heads, channels = value.shape
+    _, num_queries, _, levels, points, _ = sampling_locations.shape
+    shapes = [(int(h), int(w)) for h, w in spatial_shapes]
+    grids = 2 * sampling_locations - 1
+    # (B * heads, 1, Q, levels, points)
+    weights = attention_weights.transpose(1, 2).reshape(batch * heads, 1, num_queries,
+                                                        levels, points)
+    output = None
+    for level, ((height, width), level_value) in enumerate(
+            zip(shapes, value.split([h * w for h, w in shapes], dim=1))):
+        level_value = level_value.flatten(2).transpose(1, 2).reshape(
+            batch * heads, channels, height, width)
+        grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (B * heads, Q, P, 2)
+        sampled = F.grid_sample(level_value, grid, mode='bilinear', padding_mode='zeros',
+                                align_corners=False)  # (B * heads, C', Q, P)
+        weighted = (sampled * weights[:, :, :, level]).sum(-1)
+        output = weighted if output is None else output + weighted
+    return output.view(batch, heads * channels, num_queries).transpose(1, 2).contiguous()
+
+
 class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
     """mmcv's ``MultiScaleDeformableAttention`` (same parameters, same results) that samples
     with :func:`multi_scale_deformable_attn_cpu` on a CPU at inference. On CUDA it is mmcv's
-    own module; with gradients it samples as mmcv does on a CPU (``grid_sample``), whose
-    backward is the faster one.
+    own module; with gradients it samples with ``grid_sample`` as mmcv does on a CPU (whose
+    backward is the faster one), level by level
+    (:func:`multi_scale_deformable_attn_grid_sample`).
 
     mmdet's deformable encoder layers build mmcv's class directly, not through a registry, so
     a built module is converted in place (:func:`convert_deformable_attention`) rather than
@@ -131,8 +161,8 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         locations = reference_points[:, :, None, :, None, :] \
             + offsets / normaliser[None, None, None, :, None, :]
         if torch.is_grad_enabled() and any(t.requires_grad for t in (value, locations, weights)):
-            output = multi_scale_deformable_attn_pytorch(value, spatial_shapes, locations,
-                                                         weights)
+            output = multi_scale_deformable_attn_grid_sample(value, spatial_shapes.tolist(),
+                                                             locations, weights)
         else:
             output = multi_scale_deformable_attn_cpu(value, spatial_shapes.tolist(), locations,
                                                      weights)

@@ -1,6 +1,9 @@
 """The base of mask-classification models: the parts every one of them builds."""
 from typing import Optional, Sequence
 
+import torch
+from torch import nn
+
 from openseg_core.registry import MODELS
 
 from ..base import OpenSegModel
@@ -23,6 +26,9 @@ class MaskClassificationModel(OpenSegModel):
         postprocessor: e.g. :class:`MaskPostProcessor`.
         thing_classes, stuff_classes: the initial vocabulary.
         data_preprocessor: e.g. mmdet ``DetDataPreprocessor``.
+        channels_last: keep the backbone's and the pixel decoder's convolution weights, and
+            the images, in NHWC memory layout: the same results (to float rounding), faster
+            convolutions on oneDNN (CPU) and on tensor cores (docs/reference_model.md).
 
     Raises:
         ValueError: the head, criterion and post-processor disagree on the classification
@@ -32,7 +38,8 @@ class MaskClassificationModel(OpenSegModel):
     def __init__(self, backbone: dict, pixel_decoder: dict, query_decoder: dict,
                  text_encoder: dict, head: dict, criterion: dict, postprocessor: dict,
                  thing_classes: Sequence[str] = (), stuff_classes: Sequence[str] = (),
-                 data_preprocessor: Optional[dict] = None, init_cfg=None):
+                 data_preprocessor: Optional[dict] = None, channels_last: bool = False,
+                 init_cfg=None):
         super().__init__(thing_classes=thing_classes, stuff_classes=stuff_classes,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
@@ -43,11 +50,36 @@ class MaskClassificationModel(OpenSegModel):
         self.criterion = MODELS.build(criterion)
         self.postprocessor = MODELS.build(postprocessor)
         check_classification(self.head, self.criterion, self.postprocessor)
+        self.channels_last = channels_last
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+            self.pixel_decoder.to(memory_format=torch.channels_last)
+            # A hook, not a line in forward: subclasses and the region ensemble call the
+            # backbone themselves.
+            self.backbone.register_forward_pre_hook(_images_channels_last)
+
+    def init_weights(self) -> None:
+        """mmengine's, in NCHW layout: random initialisers fill tensors in memory order, so
+        the layout would otherwise change the weights a seed gives."""
+        if not self.channels_last:
+            return super().init_weights()
+        for part in (self.backbone, self.pixel_decoder):
+            part.to(memory_format=torch.contiguous_format)
+        super().init_weights()
+        for part in (self.backbone, self.pixel_decoder):
+            part.to(memory_format=torch.channels_last)
         # mmcv's deformable attention has no CPU kernel, and its multi-head attention asks
         # torch for weights it discards: the converted modules compute the same outputs faster
         # (mmdet builds both by class, not by config).
         convert_deformable_attention(self)
         convert_multihead_attention(self)
+
+
+def _images_channels_last(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: a ``(B, 3, H, W)`` first argument in NHWC layout."""
+    if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+        return (args[0].contiguous(memory_format=torch.channels_last), ) + tuple(args[1:])
+    return args
 
 
 def check_classification(head, criterion, postprocessor) -> None:
