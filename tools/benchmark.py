@@ -296,18 +296,27 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
     in_channels = pixel_decoder.pop('in_channels')
     feat_channels = pixel_decoder.pop('feat_channels')
     out_channels = pixel_decoder.pop('out_channels')
+    own_pixel_decoder = None
     if pixel_decoder['type'].split('.')[-1] == 'MSDeformAttnPixelDecoder':
         pixel_decoder['type'] = 'mmdet.MSDeformAttnPixelDecoder'
     else:
-        # mmdet's Mask2FormerHead builds any pixel decoder returning (mask features, memories
-        # from low to high resolution): the peer gets the openseg model's own, so that the two
-        # differ in the decoder, head and post-processing only.
-        pixel_decoder['type'] = scoped_type(pixel_decoder['type'])
-        print(f"mmdet Mask2Former's pixel decoder: {pixel_decoder['type']} (as openseg's)",
+        # mmdet's Mask2FormerHead asserts that its pixel decoder is its deformable one, but
+        # calls any module returning (mask features, memories from low to high resolution):
+        # the head is built with a one-layer stand-in, which the openseg model's own pixel
+        # decoder then replaces, so that the two differ in the decoder, head and
+        # post-processing only.
+        own_pixel_decoder = dict(m.pixel_decoder, type=scoped_type(pixel_decoder['type']))
+        pixel_decoder = dict(
+            type='mmdet.MSDeformAttnPixelDecoder', num_outs=3,
+            encoder=dict(num_layers=1, layer_cfg=dict(
+                self_attn_cfg=dict(embed_dims=feat_channels, num_levels=3),
+                ffn_cfg=dict(embed_dims=feat_channels))),
+            positional_encoding=dict(num_feats=feat_channels // 2, normalize=True))
+        print(f"mmdet Mask2Former's pixel decoder: {own_pixel_decoder['type']} (as openseg's)",
               flush=True)
     num_points = m.criterion.num_points
     # mmdet's MaskFormer calls ConfigDict methods on its sub-configs.
-    return MMDET_MODELS.build(ConfigDict(
+    model = MMDET_MODELS.build(ConfigDict(
         type='mmdet.Mask2Former', backbone=m.backbone,
         data_preprocessor=dict(m.data_preprocessor, type='mmdet.DetDataPreprocessor'),
         panoptic_head=dict(
@@ -339,6 +348,9 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
                        sampler=dict(type='mmdet.MaskPseudoSampler')),
         test_cfg=dict(panoptic_on=True, semantic_on=False, instance_on=True,
                       max_per_image=100, iou_thr=0.8, filter_low_score=True)))
+    if own_pixel_decoder is not None:
+        model.panoptic_head.pixel_decoder = MODELS.build(own_pixel_decoder)
+    return model
 
 
 def main():

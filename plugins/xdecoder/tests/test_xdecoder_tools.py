@@ -121,3 +121,19 @@ def test_benchmark_against_mmdet_and_over_vocabulary_sizes():
     for size in (10, 100):
         assert re.search(rf'^ +{size} classes: +[\d.]+ ms/image \(cached\)$', result.stdout,
                          re.MULTILINE), result.stdout
+
+
+def test_benchmark_peer_gets_the_paper_configs_own_pixel_decoder():
+    """mmdet's head accepts only its deformable pixel decoder at build time: the peer of the
+    paper config must still run with X-Decoder's transformer-encoder FPN, not fail or fall
+    back to another decoder."""
+    # One prompt template: the official 81 would encode 133 x 81 prompts first.
+    result = run_tool(['benchmark.py', 'xdecoder::xdecoder_focalt_paper.py', '--size', 64,
+                       '--iters', 1, '--warmup', 1, '--compare-mmdet', '--cfg-options',
+                       "model.text_encoder.templates=['{}.']"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("mmdet Mask2Former's pixel decoder: xdecoder.TransformerEncoderFPN (as openseg's)"
+            in result.stdout)
+    flops = [float(v) for v in re.findall(r'([\d.]+) GFLOP/image', result.stdout)]
+    # The same pixel decoder and backbone: the two models' FLOPs within a few percent.
+    assert len(flops) == 2 and abs(flops[0] - flops[1]) < 0.05 * flops[1], result.stdout

@@ -79,7 +79,8 @@ class XDecoder(MaskClassificationModel):
                  strip_from_class_names: Sequence[str] = (), project_text_queries: bool = True,
                  thing_classes: Sequence[str] = (), stuff_classes: Sequence[str] = (),
                  default_task: str = 'generic', test_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None, init_cfg=None):
+                 data_preprocessor: Optional[dict] = None, channels_last: bool = False,
+                 init_cfg=None):
         self.background = background
         self.strip_from_class_names = tuple(strip_from_class_names)
         self.project_text_queries = project_text_queries
@@ -89,7 +90,7 @@ class XDecoder(MaskClassificationModel):
         super().__init__(backbone, pixel_decoder, query_decoder, text_encoder, head, criterion,
                          postprocessor, thing_classes=thing_classes,
                          stuff_classes=stuff_classes, data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
+                         channels_last=channels_last, init_cfg=init_cfg)
         self.tasks = nn.ModuleDict({name: MODELS.build(cfg) for name, cfg in tasks.items()})
         self.default_task = default_task
         self.test_cfg = dict(dict(beam_size=5, max_caption_len=30, length_penalty=1.0,
