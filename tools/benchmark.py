@@ -16,10 +16,7 @@ the models: ``floor = FLOPs / GEMM rate`` is the time the step would take at tha
 share of the floor is ``floor / measured``.
 """
 import argparse
-import ctypes
-import ctypes.util
 import logging
-import resource
 import statistics
 import time
 from typing import Callable, Dict
@@ -34,6 +31,7 @@ from mmengine.structures import InstanceData, PixelData
 from openseg_core.engine.cli import load_config, run_tool
 from openseg_core.plugins import get_plugin_manager
 from openseg_core.registry import MODELS
+from openseg_core.utils.memory import peak_step_memory_mb, return_large_frees
 
 
 def parse_args():
@@ -86,49 +84,6 @@ def _batch(size: int, n: int, with_targets: bool, num_classes: int):
 def _sync(device):
     if device.startswith('cuda'):
         torch.cuda.synchronize()
-
-
-def _rss_mb(field: str) -> float:
-    with open('/proc/self/status') as status:
-        for line in status:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) / 1024
-    raise OSError(f'{field} not in /proc/self/status')
-
-
-def _peak_step_memory_mb(step, device) -> float:
-    """Memory in use at the peak of one ``step`` above what was in use before it.
-
-    CUDA: the allocator's peak. CPU (Linux, glibc): the process's resident set, its high-water
-    mark reset through ``/proc/self/clear_refs``; elsewhere the process's lifetime peak.
-    """
-    if device.startswith('cuda'):
-        _sync(device)
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        _sync(device)
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    try:
-        before = _rss_mb('VmRSS')
-        with open('/proc/self/clear_refs', 'w') as clear_refs:
-            clear_refs.write('5')  # resets VmHWM to the current RSS
-        step()
-        return _rss_mb('VmHWM') - before
-    except OSError:
-        step()
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _unmap_large_frees() -> None:
-    """Make glibc hand freed tensors (>= 128 KiB) back to the OS at once, so the resident set
-    follows live memory. By default it keeps them for reuse and a second model's working
-    memory would hide in the first one's pages. Called after timing: mapping every large
-    tensor afresh costs page faults."""
-    try:
-        ctypes.CDLL(ctypes.util.find_library('c')).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError, TypeError):
-        pass
 
 
 def _interleaved_medians(steps: Dict[str, Callable], iters: int, warmup: int,
@@ -241,12 +196,12 @@ def measure(models: Dict[str, ModelSteps], args) -> Dict[str, dict]:
         if args.train:
             results[name]['train_flops'] = count_flops(m.train_step, m.model, training=True)
     if not args.device.startswith('cuda'):
-        _unmap_large_frees()
+        return_large_frees()
     for name, m in models.items():
-        results[name]['infer_peak_mb'] = m.weights_mb + _peak_step_memory_mb(m.infer,
+        results[name]['infer_peak_mb'] = m.weights_mb + peak_step_memory_mb(m.infer,
                                                                             args.device)
         if args.train:
-            results[name]['train_peak_mb'] = m.weights_mb + _peak_step_memory_mb(
+            results[name]['train_peak_mb'] = m.weights_mb + peak_step_memory_mb(
                 m.train_step, args.device)
     for name, r in results.items():
         print(f"{name:>18}: {r['latency_ms']:8.1f} ms/image  {r['images_per_s']:6.2f} images/s"

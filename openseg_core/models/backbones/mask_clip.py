@@ -10,10 +10,10 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from openseg_core.registry import MODELS
-from openseg_core.utils.checkpoint import load_state_dict_file
 
 from ..base import FrozenPartsMixin
 from ..interfaces import contract, expect, expect_finite, expect_shape, implements
+from .open_clip_image_backbone import load_open_clip_visual
 
 TINY_VIT = dict(model_name='ViT-B-16', embed_dim=8,
                 vision_cfg=dict(image_size=32, patch_size=8, width=16, layers=2, head_width=8),
@@ -108,22 +108,7 @@ class MaskCLIP(FrozenPartsMixin, BaseModule):
             self.freeze('', source=pretrained)
 
     def _load_pretrained(self, path: str) -> None:
-        state = load_state_dict_file(path, what='open_clip image tower weights')
-        state = {k.removeprefix('module.'): v for k, v in state.get('state_dict', state).items()}
-        visual = {k.removeprefix('visual.'): v for k, v in state.items()
-                  if k.startswith('visual.')}
-        own = self.visual.state_dict()
-        missing = sorted(set(own) - set(visual))
-        misshaped = [f'{k} {tuple(visual[k].shape)} vs {tuple(v.shape)}'
-                     for k, v in own.items() if k in visual and visual[k].shape != v.shape]
-        if missing or misshaped:
-            problem = (f'missing {missing[:5]}' if missing
-                       else f'shapes differ (file vs model): {misshaped[:3]}')
-            raise ValueError(f'{path}: not a checkpoint of this image tower; {problem} '
-                             '(check model_name / vision_cfg)')
-        self.visual.load_state_dict({k: visual[k] for k in own})
-        if 'logit_scale' in state:
-            self.logit_scale.copy_(state['logit_scale'])
+        load_open_clip_visual(self.visual, self.logit_scale, path, extra_keys_allowed=True)
 
     def forward(self, images: Tensor) -> Tensor:
         """``(B, 3, H, W)`` normalised as CLIP was trained -> ``(B, D)`` image embeddings (the

@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from torch import Tensor
+from torch import Tensor, nn
 
 from openseg_core.registry import MODELS
 from openseg_core.utils.checkpoint import load_state_dict_file
@@ -16,6 +16,29 @@ from ..interfaces import implements
 
 TINY_RN = dict(model_name='RN50', vision_cfg=dict(layers=[1, 1, 1, 1], width=8, image_size=64),
                embed_dim=16, frozen=False)
+
+
+def load_open_clip_visual(visual: nn.Module, logit_scale: Tensor, path: str,
+                          extra_keys_allowed: bool = False) -> None:
+    """Load an open_clip checkpoint's image tower (``visual.*``) into ``visual`` and its
+    ``logit_scale`` (when the file has one) into ``logit_scale``, in place. A file that lacks
+    a weight or shapes it differently is refused in one message; keys of the file's tower
+    that ``visual`` lacks are refused too unless ``extra_keys_allowed``."""
+    state = load_state_dict_file(path, what='open_clip image tower weights')
+    state = {k.removeprefix('module.'): v for k, v in state.get('state_dict', state).items()}
+    weights = {k.removeprefix('visual.'): v for k, v in state.items() if k.startswith('visual.')}
+    own = visual.state_dict()
+    missing = sorted(set(own) - set(weights))
+    misshaped = [f'{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}'
+                 for k, v in own.items() if k in weights and weights[k].shape != v.shape]
+    if missing or misshaped:
+        problem = (f'missing {missing[:5]}' if missing
+                   else f'shapes differ (file vs model): {misshaped[:3]}')
+        raise ValueError(f'{path}: not a checkpoint of this image tower; {problem} '
+                         '(check model_name / vision_cfg)')
+    visual.load_state_dict({k: weights[k] for k in own} if extra_keys_allowed else weights)
+    if 'logit_scale' in state:
+        logit_scale.copy_(state['logit_scale'])
 
 
 @implements('Backbone', example=TINY_RN)
@@ -77,22 +100,7 @@ class OpenCLIPImageBackbone(FrozenPartsMixin, BaseModule):
             self.freeze('', source=pretrained)
 
     def _load_pretrained(self, path: str) -> None:
-        state = load_state_dict_file(path, what='open_clip image tower weights')
-        state = {k.removeprefix('module.'): v for k, v in state.get('state_dict', state).items()}
-        visual = {k.removeprefix('visual.'): v for k, v in state.items()
-                  if k.startswith('visual.')}
-        own = self.visual.state_dict()
-        missing = sorted(set(own) - set(visual))
-        misshaped = [f'{k} {tuple(visual[k].shape)} vs {tuple(v.shape)}'
-                     for k, v in own.items() if k in visual and visual[k].shape != v.shape]
-        if missing or misshaped:
-            problem = (f'missing {missing[:5]}' if missing
-                       else f'shapes differ (file vs model): {misshaped[:3]}')
-            raise ValueError(f'{path}: not a checkpoint of this image tower; {problem} '
-                             '(check model_name / vision_cfg)')
-        self.visual.load_state_dict(visual)
-        if 'logit_scale' in state:
-            self.logit_scale.copy_(state['logit_scale'])
+        load_open_clip_visual(self.visual, self.logit_scale, path)
 
     def forward(self, images: Tensor) -> Tuple[Tensor, ...]:
         """``(B, 3, H, W)`` normalised as the tower was trained (CLIP's mean and std) ->

@@ -13,8 +13,6 @@ alone (resident set above the state before it). A setting whose fusion attention
 would exceed ``--memory-limit-gb`` is not run and reported with that estimate.
 """
 import argparse
-import ctypes
-import ctypes.util
 import statistics
 import time
 from typing import Callable, Dict
@@ -23,6 +21,7 @@ import torch
 from mmdet.structures import DetDataSample
 
 from openseg_core.registry import MODELS
+from openseg_core.utils.memory import peak_step_memory_mb, return_large_frees
 
 SENTENCE = 'the {} object on the left of the big red square'
 ORDINALS = ('first', 'second', 'third', 'fourth', 'fifth', 'sixth', 'seventh', 'eighth',
@@ -50,35 +49,11 @@ def _parse(argv) -> argparse.Namespace:
     return args
 
 
-def _rss_mb(field: str) -> float:
-    with open('/proc/self/status') as status:
-        for line in status:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) / 1024
-    raise OSError(f'{field} not in /proc/self/status')
-
-
 def _peak_mb(step: Callable, device: str) -> float:
-    """Memory at the peak of one ``step`` above what was in use before it (CUDA: the
-    allocator; CPU: the resident set, its high-water mark reset through clear_refs)."""
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    # glibc keeps freed blocks for reuse; returning large ones at once makes the resident
-    # set follow live memory (set after timing: it costs page faults).
-    try:
-        ctypes.CDLL(ctypes.util.find_library('c')).mallopt(-3, 128 * 1024)
-    except (OSError, AttributeError, TypeError):
-        pass
-    before = _rss_mb('VmRSS')
-    with open('/proc/self/clear_refs', 'w') as clear_refs:
-        clear_refs.write('5')
-    step()
-    return _rss_mb('VmHWM') - before
+    """Memory at the peak of one ``step`` above what was in use before it."""
+    # Set after timing: returning large frees at once costs page faults.
+    return_large_frees()
+    return peak_step_memory_mb(step, device)
 
 
 def _fusion_attention_gb(model, size: int, tokens: int) -> float:

@@ -13,17 +13,16 @@ the UNet's share is the time spent in its pass.
 """
 import argparse
 import copy
-import ctypes
-import ctypes.util
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import torch
 from mmengine.config import ConfigDict
 
 from openseg_core.registry import MODELS
 from openseg_core.structures import OpenSegDataSample
+from openseg_core.utils.memory import peak_step_memory_mb, return_large_frees
 
 from ..models.lean import default_frozen_dtype, make_lean
 
@@ -77,29 +76,6 @@ def weights_mb(model: torch.nn.Module) -> float:
     return total / 2**20
 
 
-def _rss_mb(field: str) -> float:
-    with open('/proc/self/status') as status:
-        for line in status:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) / 1024
-    raise OSError(field)
-
-
-def working_memory_mb(step: Callable, device: str) -> float:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    before = _rss_mb('VmRSS')
-    with open('/proc/self/clear_refs', 'w') as clear_refs:
-        clear_refs.write('5')  # VmHWM := current RSS
-    step()
-    return _rss_mb('VmHWM') - before
-
-
 class _UNetTimer:
     """Seconds spent in the extractor's UNet pass (stopped early or not)."""
 
@@ -148,7 +124,7 @@ def measure(model, size: int, iters: int, warmup: int, device: str) -> Dict[str,
     timer.total = 0.0
     # The step whose memory is measured is the first timed one (a paper-scale step takes
     # minutes on a CPU).
-    peak = working_memory_mb(timed_step, device)
+    peak = peak_step_memory_mb(timed_step, device)
     for _ in range(iters - 1):
         timed_step()
     return dict(weights=weights_mb(model), working=peak, latency=statistics.median(times),
@@ -159,10 +135,7 @@ def lean_vs_official(cfg, args, argv) -> None:
     options = parse(argv)
     device = args.device
     dtype = options.lean_dtype or default_frozen_dtype(device)
-    try:  # return freed tensors to the OS at once, so the resident set follows live memory
-        ctypes.CDLL(ctypes.util.find_library('c')).mallopt(-3, 128 * 1024)
-    except (OSError, AttributeError, TypeError):
-        pass
+    return_large_frees()  # so that the resident set follows live memory
     start = time.perf_counter()
     model = MODELS.build(official_equivalent(cfg.model)).to(device).eval()
     model.set_vocabulary([f'thing {i}' for i in range(options.classes * 3 // 5)],
