@@ -1,7 +1,7 @@
 """RefCOCO-style referring expressions: a refs file + a COCO instances file."""
 import os.path as osp
 import pickle
-from typing import List
+from typing import Dict, List, Tuple
 
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import load
@@ -30,6 +30,20 @@ def load_refs(path: str) -> list:
         return PlainUnpickler(f, encoding='latin1').load()
 
 
+def load_referring_split(data_root: str, refs_file: str, ann_file: str,
+                         split: str) -> Tuple[List[dict], Dict[int, dict], Dict[int, dict]]:
+    """The refs of ``split`` (``refs_file`` relative to ``data_root`` unless absolute) and
+    the instances file's annotations and images, each by id: what every RefCOCO-style
+    dataset reads first."""
+    refs_path = refs_file if osp.isabs(refs_file) else osp.join(data_root, refs_file)
+    refs = [r for r in load_refs(refs_path) if r['split'] == split]
+    require_file(ann_file, 'instances annotation file')
+    coco = load(ann_file)
+    anns = {a['id']: a for a in coco['annotations']}
+    images = {i['id']: i for i in coco['images']}
+    return refs, anns, images
+
+
 @DATASETS.register_module()
 class ReferringDataset(BaseDataset):
     """One sample per (referred object, sentence) of ``split``; the mask comes from the
@@ -52,13 +66,8 @@ class ReferringDataset(BaseDataset):
         super().__init__(**kwargs)
 
     def load_data_list(self) -> List[dict]:
-        refs_path = self.refs_file if osp.isabs(self.refs_file) else osp.join(
-            self.data_root, self.refs_file)
-        refs = [r for r in load_refs(refs_path) if r['split'] == self.split]
-        require_file(self.ann_file, 'instances annotation file')
-        coco = load(self.ann_file)
-        anns = {a['id']: a for a in coco['annotations']}
-        images = {i['id']: i for i in coco['images']}
+        refs, anns, images = load_referring_split(self.data_root, self.refs_file,
+                                                  self.ann_file, self.split)
         data_list = []
         for ref in refs:
             if ref['ann_id'] not in anns:

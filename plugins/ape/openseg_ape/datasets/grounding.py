@@ -4,10 +4,8 @@ from collections import defaultdict
 from typing import List
 
 from mmengine.dataset import BaseDataset
-from mmengine.fileio import load
 
-from openseg_core.datasets import DatasetError, load_refs
-from openseg_core.datasets.errors import require_file
+from openseg_core.datasets import DatasetError, load_referring_split
 
 from ..registry import DATASETS
 
@@ -35,13 +33,8 @@ class GroundingDataset(BaseDataset):
         super().__init__(**kwargs)
 
     def load_data_list(self) -> List[dict]:
-        refs_path = self.refs_file if osp.isabs(self.refs_file) else osp.join(
-            self.data_root, self.refs_file)
-        refs = [r for r in load_refs(refs_path) if r['split'] == self.split]
-        require_file(self.ann_file, 'instances annotation file')
-        coco = load(self.ann_file)
-        anns = {a['id']: a for a in coco['annotations']}
-        images = {i['id']: i for i in coco['images']}
+        refs, anns, images = load_referring_split(self.data_root, self.refs_file,
+                                                  self.ann_file, self.split)
         by_image = defaultdict(list)
         for ref in refs:
             if ref['ann_id'] not in anns:

@@ -3,10 +3,9 @@ import os.path as osp
 from typing import List
 
 from mmengine.dataset import BaseDataset
-from mmengine.fileio import load
 
-from openseg_core.datasets import load_refs
-from openseg_core.datasets.errors import DatasetError, require_file
+from openseg_core.datasets import load_referring_split
+from openseg_core.datasets.errors import DatasetError
 
 from ..registry import DATASETS
 
@@ -39,13 +38,8 @@ class ObjectCaptionsDataset(BaseDataset):
         super().__init__(**kwargs)
 
     def load_data_list(self) -> List[dict]:
-        refs_path = self.refs_file if osp.isabs(self.refs_file) else osp.join(
-            self.data_root, self.refs_file)
-        refs = [r for r in load_refs(refs_path) if r['split'] == self.split]
-        require_file(self.ann_file, 'instances annotation file')
-        coco = load(self.ann_file)
-        anns = {a['id']: a for a in coco['annotations']}
-        images = {i['id']: i for i in coco['images']}
+        refs, anns, images = load_referring_split(self.data_root, self.refs_file,
+                                                  self.ann_file, self.split)
         objects = {}  # ann id -> (image, ann, sentences), in the refs' order
         for ref in refs:
             if ref['ann_id'] not in anns:
