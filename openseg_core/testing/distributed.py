@@ -30,6 +30,10 @@ def _worker(rank: int, world_size: int, port: int, fn: Callable, args: tuple, qu
         # Plain pickle: tensors travel as bytes, not as shared memory that dies with the
         # process.
         queue.put((rank, pickle.dumps(fn(rank, world_size, *args))))
+        # Neither process tears its group down while the other may still be talking to it:
+        # gloo aborts a process whose peer went away mid-flight ("terminate called without an
+        # active exception", seen once in a full suite run).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
