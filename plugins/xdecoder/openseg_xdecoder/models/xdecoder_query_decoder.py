@@ -149,6 +149,13 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
             else nn.Identity()
         self.caption_pos = nn.Embedding(context_length, embed_dims)
 
+    def latent_queries(self, batch: int) -> Tuple[Tensor, Tensor]:
+        """``(B, Q + 1, C)`` latent queries (the mask queries and the global one) and their
+        learned positions."""
+        queries = torch.cat([self.query_feat.weight, self.global_query_feat.weight])
+        query_pos = torch.cat([self.query_pos.weight, self.global_query_pos.weight])
+        return queries[None].expand(batch, -1, -1), query_pos[None].expand(batch, -1, -1)
+
     def _heads(self, queries: Tensor, mask_features: Tensor, attn_size, num_copies: int,
                text_region: Optional[Tensor]) -> dict:
         """One prediction: normed outputs, masks of object / global / copy queries, and the
@@ -230,10 +237,7 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
         """
         batch = mask_features.shape[0]
         keys, key_pos = self.memory_keys(memories)
-        queries = torch.cat([self.query_feat.weight, self.global_query_feat.weight])
-        query_pos = torch.cat([self.query_pos.weight, self.global_query_pos.weight])
-        queries = queries[None].expand(batch, -1, -1)
-        query_pos = query_pos[None].expand(batch, -1, -1)
+        queries, query_pos = self.latent_queries(batch)
         latent_mask = self_attention_mask('retrieval', self.num_latent,
                                           device=mask_features.device)[0]
         cross_mask = self._heads(queries, mask_features, memories[0].shape[-2:], 0,
@@ -341,10 +345,7 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
         """
         batch = mask_features.shape[0]
         keys, key_pos = self.memory_keys(memories)
-        queries = torch.cat([self.query_feat.weight, self.global_query_feat.weight])
-        query_pos = torch.cat([self.query_pos.weight, self.global_query_pos.weight])
-        queries = queries[None].expand(batch, -1, -1)
-        query_pos = query_pos[None].expand(batch, -1, -1)
+        queries, query_pos = self.latent_queries(batch)
         grounding = task == 'referring' and self.referring == 'grounding_copies'
         num_text, num_copies, side, side_pos = 0, 0, None, None
         if text_queries is not None:
