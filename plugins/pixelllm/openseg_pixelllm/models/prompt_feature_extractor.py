@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from openseg_core.models.interfaces import contract, expect, expect_shape, implements
 
 from ..registry import MODELS
+from .flax_init import lecun_normal_
 
 
 def two_way_transformer(embed_dims: int, depth: int, num_heads: int = 8, mlp_dims: int = 2048,
@@ -81,6 +82,7 @@ class PromptFeatureExtractor(BaseModule):
         self.token_projs = nn.ModuleList(nn.Linear(embed_dims, token_channels)
                                          for _ in range(num_tokens))
         self.out_proj = nn.Linear(token_channels, out_channels)
+        lecun_normal_(self, skip=(self.out_proj,))
         nn.init.normal_(self.out_proj.weight, std=0.02)
         nn.init.zeros_(self.out_proj.bias)
         self.out_norm = nn.LayerNorm(out_channels, eps=1e-5)

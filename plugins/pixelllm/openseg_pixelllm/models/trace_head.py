@@ -5,6 +5,7 @@ from torch import Tensor, nn
 from openseg_core.models.interfaces import (contract, expect, expect_shape, implements)
 
 from ..registry import MODELS
+from .flax_init import lecun_normal_
 
 
 @contract('pixelllm.TraceHead')
@@ -52,6 +53,7 @@ class TraceHead(BaseModule):
             width = hidden_channels
         layers.append(nn.Linear(width, num_points * 2))
         self.mlp = nn.Sequential(*layers)
+        lecun_normal_(self.mlp)
 
     def forward(self, hidden: Tensor) -> Tensor:
         """``(..., D)`` -> ``(..., P, 2)`` ``(x, y)`` as fractions of the image's width and
