@@ -5,6 +5,12 @@
 # has no SAM). Metrics: Acc@0.5 of the box, cIoU of the mask.
 _base_ = ['openseg_core::_base_/default_runtime.py', '_base_/pixelllm_tiny.py',
           '_base_/shapes_data.py']
+# The paper's recipe: start from the model trained on narratives (captions + a point per word),
+# where `python tools/train.py pixelllm::pixelllm_tiny_shapes_trace.py` writes it; the mask head
+# is new, hence the partial load. From scratch (`--cfg-options load_from=None`) the boxes stayed
+# at the mean box (docs/plugins/pixelllm.md, Figures).
+load_from = 'work_dirs/pixelllm_tiny_shapes_trace/iter_3000.pth'
+load_strict = False
 
 model = dict(
     mask_head=dict(type='pixelllm.SamMaskHead',
