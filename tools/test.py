@@ -26,8 +26,9 @@ def main(argv=None):
         raise ValueError(f'--out must end in .pkl, got {args.out}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
-    if args.partial_load:
-        cfg.load_strict = False
+    # A config's load_strict is about starting a training from another model (a new head);
+    # the checkpoint evaluated here must be one of this config unless --partial-load.
+    cfg.load_strict = not args.partial_load
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint

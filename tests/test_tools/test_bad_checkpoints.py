@@ -66,6 +66,17 @@ def test_checkpoint_of_another_config(shapes_root, tmp_path, tiny_checkpoint):
     assert snapshot(work) is None
 
 
+def test_config_that_loads_partially_for_training_still_evaluates_strictly(
+        shapes_root, tmp_path, tiny_checkpoint):
+    # e.g. PixelLLM's referring config starts its training from the trace model (load_strict
+    # False for its new mask head); a checkpoint evaluated with it must still fit.
+    work = tmp_path / 'work'
+    result = _test(shapes_root, tiny_checkpoint, work, 'model.query_decoder.num_queries=7',
+                   'load_strict=False')
+    assert_one_line_error(result, 'test.py', 'does not fit the model', '--partial-load')
+    assert snapshot(work) is None
+
+
 def test_checkpoint_of_another_model(tmp_path, photo):
     foreign = tmp_path / 'detector.pth'
     torch.save(dict(state_dict={'roi_head.bbox_head.fc_cls.weight': torch.zeros(81, 1024),
