@@ -15,7 +15,7 @@ load_strict = False
 model = dict(
     mask_head=dict(type='pixelllm.SamMaskHead',
                    decoder=dict(depth=2, num_heads=4, mlp_dims=256, iou_hidden_dims=64),
-                   adapter=dict(embed_dims=64, depth=2, num_heads=4, mlp_dims=256)),
+                   adapter=dict(depth=2, num_heads=4, mlp_dims=256)),
     task_losses=dict(referring=('point', 'mask')))
 train_dataloader = dict(batch_size=16, num_workers=1, persistent_workers=True,
                         sampler=dict(type='InfiniteSampler', shuffle=True),

@@ -125,7 +125,10 @@ class PixelLLM(OpenSegModel):
             mask_head.setdefault('embed_dims', self.prompt_encoder.embed_dims)
             mask_head.setdefault('in_channels', self._map_channels(mask_feature))
             if mask_head.get('adapter'):
-                mask_head['adapter'] = dict(dict(prefix_channels=d_model), **mask_head['adapter'])
+                # The adapter's output is added to SAM's corner embeddings: SAM's width.
+                mask_head['adapter'] = dict(dict(prefix_channels=d_model,
+                                                 embed_dims=mask_head['embed_dims']),
+                                            **mask_head['adapter'])
             self.mask_head = MODELS.build(mask_head)
         self.proposal_feature = proposal_feature
         self.proposal_neck = self.proposal_head = None
