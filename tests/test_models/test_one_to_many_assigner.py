@@ -52,3 +52,16 @@ def test_no_target_no_assignment():
         InstanceData(bboxes=_boxes([0, 0, 1, 1])),
         InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long)))
     assert q.numel() == g.numel() == 0
+
+
+def test_iou_is_detas_with_the_epsilon_added_to_the_union():
+    """On normalised boxes DETA's ``inter / (union + 1e-6)`` puts a small box whose plain
+    IoU is 0.606 at 0.600: below a 0.605 threshold that mmdet's ``bbox_overlaps`` passes."""
+    gt = InstanceData(bboxes=_boxes([0, 0, 0.01, 0.01]), labels=torch.tensor([0]))
+    preds = InstanceData(bboxes=_boxes([0, 0, 0.01, 0.00606]))  # inter / union = 0.606
+    assigner = OneToManyAssigner(pos_iou_thr=0.605, pos_fraction=1.0, match_low_quality=False)
+    q, _ = assigner.match(preds, gt)
+    assert q.numel() == 0  # 6.06e-5 / (1e-4 + 1e-6) = 0.6000
+    q, _ = OneToManyAssigner(pos_iou_thr=0.599, pos_fraction=1.0,
+                             match_low_quality=False).match(preds, gt)
+    assert q.tolist() == [0]

@@ -2,13 +2,26 @@
 from typing import Optional, Tuple
 
 import torch
-from mmdet.structures.bbox import bbox_overlaps
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from openseg_core.registry import TASK_UTILS
 
 from ..interfaces import implements
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-6) -> Tensor:
+    """``(N, M)`` IoU of xyxy boxes as DETA computes it (detrex's ``box_iou``): ``inter /
+    (union + eps)``. mmdet's ``bbox_overlaps`` divides by ``max(union, eps)`` instead; on
+    APE's normalised boxes the two differ by about 1e-3 for small boxes, enough to move
+    predictions across the IoU thresholds (docs/plugins/ape.md, Fidelity)."""
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
+    bottom_right = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = (bottom_right - top_left).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area1[:, None] + area2[None] - inter + eps)
 
 
 @implements('detection.Assigner', example=dict(pos_iou_thr=0.6, pos_fraction=1.0, max_k=2))
@@ -59,7 +72,8 @@ class OneToManyAssigner:
         """Assign one image.
 
         Args:
-            pred_instances: ``bboxes (Q, 4)`` xyxy (any scale shared with the targets).
+            pred_instances: ``bboxes (Q, 4)`` xyxy, normalised to the image as DETA's (the
+                IoU's ``1e-6`` is DETA's on that scale).
             gt_instances: ``bboxes (G, 4)`` xyxy.
             img_meta: unused (the interface of the core's matchers).
 
@@ -71,7 +85,7 @@ class OneToManyAssigner:
         empty = boxes.new_zeros((0,), dtype=torch.long)
         if len(gt_boxes) == 0 or len(boxes) == 0:
             return empty, empty
-        iou = bbox_overlaps(gt_boxes.float(), boxes.float())  # (G, Q)
+        iou = box_iou(gt_boxes.float(), boxes.float())  # (G, Q)
         best_iou, best_gt = iou.max(dim=0)
         positive = best_iou >= self.pos_iou_thr
         if self.match_low_quality:

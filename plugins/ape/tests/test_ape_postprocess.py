@@ -40,6 +40,26 @@ def test_streamed_semantic_map_equals_the_dense_one():
         torch.testing.assert_close(values, dense_values)
 
 
+def test_rescaled_semantic_map_resizes_the_class_map_not_the_masks():
+    # APE sums S^T M at the input's size and resizes the (C, H, W) map to the original image
+    # (sem_seg_postprocess). Resizing the mask logits first moves labels near boundaries.
+    torch.manual_seed(0)
+    probs = semantic_probabilities(torch.randn(12, 9) * 3, temperature=0.06)
+    mask_logits = torch.randn(12, 10, 14) * 4
+    size = (23, 31)
+    m_hat = torch.einsum('qc,qhw->chw', probs, mask_logits.sigmoid())
+    official = torch.nn.functional.interpolate(m_hat[None], size=size, mode='bilinear',
+                                               align_corners=False)[0].argmax(0)
+    logits_first = torch.nn.functional.interpolate(mask_logits[None], size=size,
+                                                   mode='bilinear', align_corners=False)[0]
+    for chunk in (None, 2, 1000):
+        labels, _ = semantic_map(probs, mask_logits.sigmoid(), chunk=chunk, size=size)
+        assert labels.shape == size
+        assert torch.equal(labels, official), chunk
+    other, _ = semantic_map(probs, logits_first.sigmoid(), chunk=None)
+    assert not torch.equal(other, official)  # the order matters on this case
+
+
 def _brute_force(scores, boxes, topk, nms_thr):
     """detectron2's fast_rcnn_inference with one box per query: NMS over every pair."""
     queries, classes = torch.meshgrid(torch.arange(scores.shape[0]),

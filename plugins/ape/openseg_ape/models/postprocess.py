@@ -51,32 +51,45 @@ def semantic_probabilities(cls_logits: Tensor, temperature: float) -> Tensor:
     return F.softmax(cls_logits.sigmoid() / temperature, dim=-1)
 
 
-def semantic_map(probs: Tensor, masks: Tensor, chunk: Optional[int] = 1000) -> Tuple[Tensor,
-                                                                                   Tensor]:
+def semantic_map(probs: Tensor, masks: Tensor, chunk: Optional[int] = 1000,
+                 size: Optional[Tuple[int, int]] = None) -> Tuple[Tensor, Tensor]:
     """The per-pixel argmax and maximum of ``M_hat[c] = sum_i S[i, c] * M[i]``.
 
     Args:
         probs: ``(R, C)`` ``S``.
-        masks: ``(R, H, W)`` mask probabilities ``M``.
+        masks: ``(R, h, w)`` mask probabilities ``M``.
         chunk: classes per step; ``None`` materialises the ``(C, H, W)`` map at once.
             Streaming keeps ``chunk x H x W`` values: 10,000 classes at 1024 x 1024 would be
             40 GB dense.
+        size: ``(H, W)`` to resize ``M_hat`` to (bilinearly) before the argmax, as APE resizes
+            its class map to the original image; ``None`` keeps ``(h, w)``. Resizing the
+            mask logits instead would differ: the sigmoid and the resize do not commute.
 
     Returns:
         ``(H, W)`` labels and ``(H, W)`` values of the winning class.
     """
     flat = masks.flatten(1)
+    out_size = tuple(size) if size is not None else tuple(masks.shape[1:])
+
+    def class_maps(columns: Tensor) -> Tensor:  # (c, H * W)
+        maps = columns.t() @ flat
+        if out_size != tuple(masks.shape[1:]):
+            maps = F.interpolate(maps.view(1, -1, *masks.shape[1:]), size=out_size,
+                                 mode='bilinear', align_corners=False)[0].flatten(1)
+        return maps
+
     if chunk is None:
-        best, labels = (probs.t() @ flat).max(0)
-        return labels.view(masks.shape[1:]), best.view(masks.shape[1:])
-    best = flat.new_full((flat.shape[1],), float('-inf'))
-    labels = torch.zeros(flat.shape[1], dtype=torch.long, device=flat.device)
+        best, labels = class_maps(probs).max(0)
+        return labels.view(out_size), best.view(out_size)
+    pixels = out_size[0] * out_size[1]
+    best = flat.new_full((pixels,), float('-inf'))
+    labels = torch.zeros(pixels, dtype=torch.long, device=flat.device)
     for start in range(0, probs.shape[1], chunk):
-        values, index = (probs[:, start:start + chunk].t() @ flat).max(0)
+        values, index = class_maps(probs[:, start:start + chunk]).max(0)
         better = values > best  # ties keep the lower class, as a dense argmax does
         best = torch.where(better, values, best)
         labels = torch.where(better, index + start, labels)
-    return labels.view(masks.shape[1:]), best.view(masks.shape[1:])
+    return labels.view(out_size), best.view(out_size)
 
 
 class APEPostProcessor:
@@ -173,8 +186,10 @@ class APEPostProcessor:
         classes counts twice, as officially), argmax per pixel."""
         probs = semantic_probabilities(out.cls_logits[-1][image, queries, :num_classes],
                                        self.semantic_temperature)
-        masks = self._mask_logits(out, image, queries, meta, rescale).sigmoid()
-        labels, _ = semantic_map(probs, masks, self.semantic_chunk)
+        # At the input's size, then the class map resized, as APE's sem_seg_postprocess.
+        masks = self._mask_logits(out, image, queries, meta, rescale=False).sigmoid()
+        labels, _ = semantic_map(probs, masks, self.semantic_chunk,
+                                 self._size(meta, rescale))
         return PixelData(sem_seg=labels[None])
 
     def panoptic(self, out, image: int, queries: Tensor, vocabulary: Vocabulary, meta: dict,
