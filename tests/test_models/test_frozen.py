@@ -116,3 +116,24 @@ def test_openseg_loader_expects_no_frozen_weights_in_a_checkpoint(clip_file):
     del state['head.bias']
     with pytest.raises(CheckpointError, match=r'1 model weights missing from it \(head.bias\)'):
         load_model_weights(Segmenter(str(clip_file)), dict(state_dict=state))
+
+
+def test_paramwise_cfg_takes_a_weight_tied_across_modules_once():
+    """T5 ties its input embeddings across the encoder and decoder; with ``paramwise_cfg``
+    mmengine put the tied weight in one group per module and the optimizer refused."""
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Embedding(5, 3)
+            self.decoder = nn.Embedding(5, 3)
+            self.decoder.weight = self.encoder.weight
+            self.head = nn.Linear(3, 2)
+
+    model = Tied()
+    wrapper = build_optim_wrapper(model, dict(
+        type='OptimWrapper', constructor='FrozenAwareOptimWrapperConstructor',
+        optimizer=dict(type='SGD', lr=1.0),
+        paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=0.1)})))
+    groups = wrapper.optimizer.param_groups
+    assert sum(p is model.encoder.weight for g in groups for p in g['params']) == 1
+    assert [g['lr'] for g in groups if g['params'][0] is model.head.weight] == [pytest.approx(0.1)]
