@@ -5,6 +5,7 @@ from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
@@ -123,10 +124,14 @@ class ImageEncoders(BaseModule):
     concatenated on channels.
 
     Args:
-        encoders: ``{name: dict(backbone=cfg, out_indices=(i, ...), mean=None, std=None)}``
-            in concatenation order. ``mean`` / ``std`` (0-255 RGB) normalise the model's
-            input for that encoder (``None``: the data preprocessor's normalisation is the
-            encoder's); padded pixels are then set to 0, as the official preprocessing.
+        encoders: ``{name: dict(backbone=cfg, out_indices=(i, ...), mean=None, std=None,
+            scale_factor=1.0)}`` in concatenation order. ``mean`` / ``std`` (0-255 RGB)
+            normalise the model's input for that encoder (``None``: the data preprocessor's
+            normalisation is the encoder's); padded pixels are then set to 0, as the official
+            preprocessing. ``scale_factor`` resizes the image (bilinear) for that encoder
+            alone, as each official encoder reads the image at its own 384 px: the tiny
+            configs show `shapes`' 128 px images to the small CLIP at 256 px, where its maps
+            tell shapes apart better (docs/plugins/pixelllm.md, Figures).
     """
 
     def __init__(self, encoders: Dict[str, dict], init_cfg=None):
@@ -134,12 +139,17 @@ class ImageEncoders(BaseModule):
         self.encoders = nn.ModuleDict()
         self.out_indices: Dict[str, Tuple[int, ...]] = OrderedDict()
         self.channels: Dict[str, int] = OrderedDict()
+        self.scale_factors: Dict[str, float] = OrderedDict()
         for name, cfg in encoders.items():
             cfg = dict(cfg)
             self.encoders[name] = MODELS.build(cfg['backbone'])
             indices = tuple(cfg.get('out_indices', (0,)))
             self.out_indices[name] = indices
             self.channels[name] = sum(self.encoders[name].out_channels[i] for i in indices)
+            self.scale_factors[name] = float(cfg.get('scale_factor', 1.0))
+            if self.scale_factors[name] <= 0:
+                raise ValueError(f'image encoder {name!r}: scale_factor must be positive, '
+                                 f'got {self.scale_factors[name]}')
             mean, std = cfg.get('mean'), cfg.get('std')
             if (mean is None) != (std is None):
                 raise ValueError(f'image encoder {name!r}: give both mean and std, or neither')
@@ -167,6 +177,9 @@ class ImageEncoders(BaseModule):
                     for i, (height, width) in enumerate(valid_sizes):
                         valid[i, :, :height, :width] = 1
                     x = x * valid
+            if self.scale_factors[name] != 1.0:
+                x = F.interpolate(x, scale_factor=self.scale_factors[name], mode='bilinear',
+                                  align_corners=False)
             feats = encoder(x)
             picked = [feats[i] for i in self.out_indices[name]]
             size = max(tuple(f.shape[-2:]) for f in picked)
