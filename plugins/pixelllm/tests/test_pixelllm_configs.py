@@ -23,7 +23,10 @@ def test_the_plugin_ships_every_task():
 def test_tiny_config_builds(name):
     model = MODELS.build(load_config(name).model)
     assert type(model).__name__ == 'PixelLLM'
-    assert model.image_encoder.out_channels == 384 and model.language_model.d_model == 64
+    # the small CLIP's stride-8 + 16 maps (128 + 256 channels); location-conditioned
+    # captioning reads its stride-16 + 32 maps (256 + 512) of the image at 256 px
+    channels = 768 if name.endswith('_loc_caption.py') else 384
+    assert model.image_encoder.out_channels == channels and model.language_model.d_model == 64
     # the shapes CLIP stays frozen and out of the optimizer
     assert not any(p.requires_grad for p in model.image_encoder.parameters())
 
