@@ -137,18 +137,28 @@ class APEPostProcessor:
         return boxes
 
     @staticmethod
-    def _mask_logits(out, image: int, queries: Tensor, meta: dict, rescale: bool) -> Tensor:
-        """``(R, H, W)`` mask logits of ``queries`` at the original image size: upsampled to
-        the padded input, cropped to the image, resized to its original size."""
-        logits = out.mask_logits[image, queries][None]
-        logits = F.interpolate(logits, size=tuple(meta['batch_input_shape']), mode='bilinear',
+    def _input_mask_logits(out, image: int, queries: Tensor, meta: dict) -> Tensor:
+        """``(R, h, w)`` mask logits of ``queries`` at the input image's size: upsampled to
+        the padded input, cropped to the image."""
+        logits = F.interpolate(out.mask_logits[image, queries][None],
+                               size=tuple(meta['batch_input_shape']), mode='bilinear',
                                align_corners=False)
         height, width = meta['img_shape'][:2]
-        logits = logits[..., :height, :width]
-        if rescale and tuple(meta['ori_shape'][:2]) != (height, width):
-            logits = F.interpolate(logits, size=tuple(meta['ori_shape'][:2]), mode='bilinear',
-                                   align_corners=False)
-        return logits[0]
+        return logits[0, :, :height, :width]
+
+    @staticmethod
+    def _to_original(logits: Tensor, meta: dict, rescale: bool) -> Tensor:
+        """``(R, h, w)`` maps at the input's size -> ``(R, H, W)`` at the original size."""
+        if rescale and tuple(meta['ori_shape'][:2]) != tuple(logits.shape[-2:]):
+            logits = F.interpolate(logits[None], size=tuple(meta['ori_shape'][:2]),
+                                   mode='bilinear', align_corners=False)[0]
+        return logits
+
+    def _mask_logits(self, out, image: int, queries: Tensor, meta: dict,
+                     rescale: bool) -> Tensor:
+        """``(R, H, W)`` mask logits of ``queries`` at the original image size."""
+        return self._to_original(self._input_mask_logits(out, image, queries, meta), meta,
+                                 rescale)
 
     # ---------------------------------------------------------------- outputs
     def _detections(self, out, image: int, columns: Tensor, meta: dict, rescale: bool,
@@ -180,25 +190,26 @@ class APEPostProcessor:
         columns = torch.tensor([column], device=out.boxes[-1].device)
         return self.instances(out, image, columns, meta, rescale, topk=1)
 
-    def semantic(self, out, image: int, queries: Tensor, num_classes: int, meta: dict,
-                 rescale: bool) -> PixelData:
+    def semantic(self, out, image: int, queries: Tensor, mask_logits: Tensor,
+                 num_classes: int, meta: dict, rescale: bool) -> PixelData:
         """``M_hat = sum_i S[i] M[i]`` over the selected queries (a query selected for two
-        classes counts twice, as officially), argmax per pixel."""
+        classes counts twice, as officially), argmax per pixel. ``mask_logits``: theirs at
+        the input's size (:meth:`_input_mask_logits`)."""
         probs = semantic_probabilities(out.cls_logits[-1][image, queries, :num_classes],
                                        self.semantic_temperature)
-        # At the input's size, then the class map resized, as APE's sem_seg_postprocess.
-        masks = self._mask_logits(out, image, queries, meta, rescale=False).sigmoid()
-        labels, _ = semantic_map(probs, masks, self.semantic_chunk,
+        # Summed at the input's size, then the class map resized, as APE's sem_seg_postprocess.
+        labels, _ = semantic_map(probs, mask_logits.sigmoid(), self.semantic_chunk,
                                  self._size(meta, rescale))
         return PixelData(sem_seg=labels[None])
 
-    def panoptic(self, out, image: int, queries: Tensor, vocabulary: Vocabulary, meta: dict,
-                 rescale: bool) -> PixelData:
+    def panoptic(self, out, image: int, queries: Tensor, mask_logits: Tensor,
+                 vocabulary: Vocabulary, meta: dict, rescale: bool) -> PixelData:
         """APE's panoptic merge (Mask2Former's, on sigmoid scores with a softmax over classes
         at ``panoptic_temperature``); thing ids decide which segments are instances. Ids
-        ``label + instance * INSTANCE_OFFSET``, stuff instance 0, ``K`` where nothing won."""
+        ``label + instance * INSTANCE_OFFSET``, stuff instance 0, ``K`` where nothing won.
+        ``mask_logits``: the queries' at the input's size."""
         logits = out.cls_logits[-1][image, queries, :len(vocabulary)]
-        masks = self._mask_logits(out, image, queries, meta, rescale).sigmoid()
+        masks = self._to_original(mask_logits, meta, rescale).sigmoid()
         probs = logits.sigmoid()
         keep = probs.max(-1)[0] > self.object_mask_thr
         scores, labels = F.softmax(probs / self.panoptic_temperature, dim=-1).max(-1)
@@ -243,12 +254,14 @@ class APEPostProcessor:
         if self.semantic_on or self.panoptic_on:
             every = torch.arange(len(vocabulary), device=device)
             queries = self._detections(out, image, every, meta, rescale)[0]
+            # Upsampled once for both outputs.
+            mask_logits = self._input_mask_logits(out, image, queries, meta)
             if self.semantic_on:
-                result['pred_sem_seg'] = self.semantic(out, image, queries, len(vocabulary),
-                                                       meta, rescale)
+                result['pred_sem_seg'] = self.semantic(out, image, queries, mask_logits,
+                                                       len(vocabulary), meta, rescale)
             if self.panoptic_on:
-                result['pred_panoptic_seg'] = self.panoptic(out, image, queries, vocabulary,
-                                                            meta, rescale)
+                result['pred_panoptic_seg'] = self.panoptic(out, image, queries, mask_logits,
+                                                            vocabulary, meta, rescale)
         return result
 
     @staticmethod
