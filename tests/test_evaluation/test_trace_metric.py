@@ -39,3 +39,18 @@ def test_mention_recall_and_teacher_forced_l1():
     assert result['point_in_mask'] == 0.0  # outside the image
     assert result['mention_recall'] == pytest.approx(100 / 3)
     assert result['L1'] == pytest.approx((1 + 0 + 0 + 2) / 4)  # the word with a target only
+    assert result['L1_object'] == result['L1']  # 'square' is the one object word
+
+
+def test_object_l1_keeps_apart_the_words_that_name_an_object():
+    metric = TraceQualityMetric(classes=('square', 'circle'))
+    forced = [dict(word='water', box=[0, 0, 10, 10]), dict(word='circle', box=[5, 5, 10, 10]),
+              dict(word='star', box=[0, 0, 1, 1])]
+    gt = torch.tensor([[0., 0., 1., 1.],        # right on
+                       [0., 0., 0.5, 0.5],      # 5 px off on every side
+                       [0.9, 0.9, 1., 1.]])     # 'star': no star in the image
+    metric.process({}, [_sample([], forced_trace=forced, gt_word_boxes=gt,
+                                ori_shape=(10, 10))])
+    result = metric.compute_metrics(metric.results)
+    assert result['L1'] == pytest.approx((0 + 5 + 9) / 3)
+    assert result['L1_object'] == pytest.approx(5.0)

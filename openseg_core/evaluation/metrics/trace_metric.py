@@ -33,7 +33,10 @@ class TraceQualityMetric(BaseMetric):
       score alone;
     - ``L1``: with teacher-forced traces of the reference caption, the mean absolute
       difference in pixels between predicted and annotated word boxes (both corners),
-      over words that have an annotation.
+      over words that have an annotation; ``L1_object``: the same over the object words
+      alone. A model that has learnt the layout of the images but cannot find the object
+      it names scores a good ``L1`` (most words name large regions) and a poor
+      ``L1_object``, and ``point_in_mask`` then comes from where objects usually are.
 
     Each data sample needs ``pred_trace`` (list of ``dict(word=str, point=[x, y])`` in
     original image pixels) and, in its metainfo, ``gt_masks`` (``(N, H, W)``) and
@@ -90,7 +93,7 @@ class TraceQualityMetric(BaseMetric):
                             and bool(mask[y, x]))
             counts = Counter(names[int(label)] for label in labels)
             recalled = sum(min(mentioned[n], c) for n, c in counts.items())
-            l1_sum = l1_count = 0.0
+            l1_sum = l1_count = object_sum = object_count = 0.0
             if sample.get('forced_trace') is not None and 'gt_word_boxes' in sample:
                 height, width = sample['ori_shape'][:2]
                 gt = torch.as_tensor(sample['gt_word_boxes'], dtype=torch.float64).reshape(-1, 4)
@@ -101,20 +104,27 @@ class TraceQualityMetric(BaseMetric):
                     raise ValueError(f'TraceQualityMetric: {len(pred)} forced_trace words '
                                      f'for {len(gt)} gt_word_boxes')
                 valid = ~torch.isnan(gt).any(-1) & ~torch.isnan(pred).any(-1)
-                l1_sum = float((pred[valid] - gt[valid]).abs().mean(-1).sum())
+                errors = (pred - gt).abs().mean(-1)
+                l1_sum = float(errors[valid].sum())
                 l1_count = int(valid.sum())
+                named = valid & torch.tensor([_word(e['word']) in by_name
+                                              for e in sample['forced_trace']], dtype=torch.bool)
+                object_sum = float(errors[named].sum())
+                object_count = int(named.sum())
             self.results.append((hits, words, recalled, sum(counts.values()), l1_sum,
-                                 l1_count))
+                                 l1_count, object_sum, object_count))
 
     def compute_metrics(self, results: list) -> dict:
         if not results:
             raise ValueError('TraceQualityMetric: no samples were evaluated')
-        hits, words, recalled, objects, l1_sum, l1_count = (sum(r[i] for r in results)
-                                                            for i in range(6))
+        (hits, words, recalled, objects, l1_sum, l1_count, object_sum,
+         object_count) = (sum(r[i] for r in results) for i in range(8))
         metrics = OrderedDict(point_in_mask=100 * hits / words if words else float('nan'),
                               object_words=float(words),
                               mention_recall=100 * recalled / objects if objects
                               else float('nan'))
         if l1_count:
             metrics['L1'] = l1_sum / l1_count
+        if object_count:
+            metrics['L1_object'] = object_sum / object_count
         return metrics
