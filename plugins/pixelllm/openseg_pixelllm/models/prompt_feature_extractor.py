@@ -1,5 +1,7 @@
 """PixelLLM's prompt feature extractor: learnable tokens read the image around a location
 prompt through SAM's two-way transformer, then become the language model's prefix."""
+from typing import Optional
+
 import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
@@ -39,7 +41,8 @@ def check_prompt_feature_extractor(part) -> None:
 @implements('pixelllm.PromptFeatureExtractor',
             example=dict(image_channels=12, prompt_channels=8, embed_dims=16, depth=1,
                          num_heads=2, mlp_dims=32, num_tokens=4, token_channels=24,
-                         out_channels=20))
+                         out_channels=20, image_hidden=10, pe_in_values=True,
+                         anchor_tokens=True))
 @MODELS.register_module()
 class PromptFeatureExtractor(BaseModule):
     """``num_tokens`` learnable tokens and the prompt tokens are the queries of a two-way
@@ -60,19 +63,35 @@ class PromptFeatureExtractor(BaseModule):
         num_tokens: learnable output tokens (the prefix length).
         token_channels: width of each output token's own projection.
         out_channels: the language model's input width ``d_model``.
+        image_hidden: width of a hidden GELU layer in the image projection; ``None`` (the
+            official single linear layer) leaves it out. The official ViT is trained with
+            the extractor; a frozen stand-in's features are not linearly separable by colour
+            and place, and this layer is what the tokens then need (docs: Figures).
+        anchor_tokens: add to each learnable token the positional encoding of its own point
+            on an even lattice over the image, so that token ``i`` starts by reading its
+            part of the image. Not in the official code (docs: Fidelity).
+        pe_in_values: also add the positional encoding to the image features the tokens
+            read (SAM adds it to the keys only). A ViT's features carry their position, so
+            the official model needs no such term; a convolutional stand-in's barely do,
+            and without it the prefix cannot say where an object is (docs: Figures).
     """
 
     def __init__(self, image_channels: int, prompt_channels: int = 256, embed_dims: int = 512,
                  depth: int = 6, num_heads: int = 8, mlp_dims: int = 2048,
                  num_tokens: int = 32, token_channels: int = 1024, out_channels: int = 2048,
-                 init_cfg=None):
+                 image_hidden: Optional[int] = None, pe_in_values: bool = False,
+                 anchor_tokens: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.image_channels = image_channels
         self.prompt_channels = prompt_channels
         self.num_tokens = num_tokens
         self.out_channels = out_channels
+        self.pe_in_values = pe_in_values
+        self.anchor_tokens = anchor_tokens
         self.output_tokens = nn.Parameter(torch.randn(num_tokens, embed_dims))
-        self.image_proj = nn.Linear(image_channels, embed_dims)
+        self.image_proj = (nn.Linear(image_channels, embed_dims) if image_hidden is None else
+                           nn.Sequential(nn.Linear(image_channels, image_hidden), nn.GELU(),
+                                         nn.Linear(image_hidden, embed_dims)))
         # The official code projects prompts and the PE only when their widths differ.
         self.prompt_proj = (nn.Linear(prompt_channels, embed_dims)
                             if prompt_channels != embed_dims else nn.Identity())
@@ -86,6 +105,18 @@ class PromptFeatureExtractor(BaseModule):
         nn.init.normal_(self.out_proj.weight, std=0.02)
         nn.init.zeros_(self.out_proj.bias)
         self.out_norm = nn.LayerNorm(out_channels, eps=1e-5)
+
+    def _anchor_pe(self, pe: Tensor) -> Tensor:
+        """``(E, h, w)`` -> ``(num_tokens, E)``: the encoding at the centres of a
+        ``rows x cols`` lattice (``rows * cols = num_tokens``, as square as divides)."""
+        rows = max(r for r in range(1, int(self.num_tokens ** 0.5) + 1)
+                   if self.num_tokens % r == 0)
+        cols = self.num_tokens // rows
+        ys = (torch.arange(rows, device=pe.device) + 0.5) / rows * 2 - 1
+        xs = (torch.arange(cols, device=pe.device) + 0.5) / cols * 2 - 1
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), -1).to(pe.dtype)
+        points = torch.nn.functional.grid_sample(pe[None], grid[None], align_corners=False)
+        return points[0].flatten(1).t()
 
     def forward(self, image: Tensor, image_pe: Tensor, prompts: Tensor,
                 dense_prompt: Tensor) -> Tensor:
@@ -106,7 +137,12 @@ class PromptFeatureExtractor(BaseModule):
         src = src.permute(0, 3, 1, 2).repeat_interleave(num_prompts, 0)  # (B N, E, h, w)
         pe = self.pe_proj(image_pe.permute(1, 2, 0)).permute(2, 0, 1)
         pe = pe[None].expand(src.shape[0], -1, -1, -1)
-        tokens = torch.cat([self.output_tokens.expand(batch * num_prompts, -1, -1),
+        if self.pe_in_values:
+            src = src + pe
+        output_tokens = self.output_tokens
+        if self.anchor_tokens:
+            output_tokens = output_tokens + self._anchor_pe(pe[0])
+        tokens = torch.cat([output_tokens.expand(batch * num_prompts, -1, -1),
                             self.prompt_proj(prompts.flatten(0, 1))], dim=1)
         # transformers' SAM blocks take (B, point_batch, tokens, E): one prompt per row.
         queries, _ = self.transformer(point_embeddings=tokens[:, None], image_embeddings=src,
