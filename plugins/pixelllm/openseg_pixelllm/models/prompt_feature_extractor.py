@@ -67,13 +67,13 @@ class PromptFeatureExtractor(BaseModule):
             official single linear layer) leaves it out. The official ViT is trained with
             the extractor; a frozen stand-in's features are not linearly separable by colour
             and place, and this layer is what the tokens then need (docs: Figures).
+        pe_in_values: also add the positional encoding to the image features the tokens
+            read (SAM adds it to the keys only). A ViT's features carry their position, so
+            the official model needs no such term; a frozen convolutional stand-in's barely
+            do (docs: Figures).
         anchor_tokens: add to each learnable token the positional encoding of its own point
             on an even lattice over the image, so that token ``i`` starts by reading its
             part of the image. Not in the official code (docs: Fidelity).
-        pe_in_values: also add the positional encoding to the image features the tokens
-            read (SAM adds it to the keys only). A ViT's features carry their position, so
-            the official model needs no such term; a convolutional stand-in's barely do,
-            and without it the prefix cannot say where an object is (docs: Figures).
     """
 
     def __init__(self, image_channels: int, prompt_channels: int = 256, embed_dims: int = 512,
