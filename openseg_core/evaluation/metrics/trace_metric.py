@@ -111,20 +111,23 @@ class TraceQualityMetric(BaseMetric):
                                               for e in sample['forced_trace']], dtype=torch.bool)
                 object_sum = float(errors[named].sum())
                 object_count = int(named.sum())
-            self.results.append((hits, words, recalled, sum(counts.values()), l1_sum,
-                                 l1_count, object_sum, object_count))
+            self.results.append(dict(hits=hits, words=words, recalled=recalled,
+                                     objects=sum(counts.values()), l1_sum=l1_sum,
+                                     l1_count=l1_count, object_sum=object_sum,
+                                     object_count=object_count))
 
     def compute_metrics(self, results: list) -> dict:
         if not results:
             raise ValueError('TraceQualityMetric: no samples were evaluated')
-        (hits, words, recalled, objects, l1_sum, l1_count, object_sum,
-         object_count) = (sum(r[i] for r in results) for i in range(8))
-        metrics = OrderedDict(point_in_mask=100 * hits / words if words else float('nan'),
+        total = {key: sum(r[key] for r in results) for key in results[0]}
+        words, objects = total['words'], total['objects']
+        metrics = OrderedDict(point_in_mask=100 * total['hits'] / words if words
+                              else float('nan'),
                               object_words=float(words),
-                              mention_recall=100 * recalled / objects if objects
+                              mention_recall=100 * total['recalled'] / objects if objects
                               else float('nan'))
-        if l1_count:
-            metrics['L1'] = l1_sum / l1_count
-        if object_count:
-            metrics['L1_object'] = object_sum / object_count
+        if total['l1_count']:
+            metrics['L1'] = total['l1_sum'] / total['l1_count']
+        if total['object_count']:
+            metrics['L1_object'] = total['object_sum'] / total['object_count']
         return metrics

@@ -88,6 +88,8 @@ class PromptFeatureExtractor(BaseModule):
         self.out_channels = out_channels
         self.pe_in_values = pe_in_values
         self.anchor_tokens = anchor_tokens
+        if anchor_tokens:
+            self.register_buffer('anchor_grid', self._lattice(num_tokens), persistent=False)
         self.output_tokens = nn.Parameter(torch.randn(num_tokens, embed_dims))
         self.image_proj = (nn.Linear(image_channels, embed_dims) if image_hidden is None else
                            nn.Sequential(nn.Linear(image_channels, image_hidden), nn.GELU(),
@@ -106,16 +108,21 @@ class PromptFeatureExtractor(BaseModule):
         nn.init.zeros_(self.out_proj.bias)
         self.out_norm = nn.LayerNorm(out_channels, eps=1e-5)
 
+    @staticmethod
+    def _lattice(num_tokens: int) -> Tensor:
+        """``(rows, cols, 2)`` ``grid_sample`` coordinates of the centres of a ``rows x cols``
+        lattice over the image (``rows * cols = num_tokens``, as square as divides)."""
+        rows = max(r for r in range(1, int(num_tokens ** 0.5) + 1) if num_tokens % r == 0)
+        cols = num_tokens // rows
+        ys = (torch.arange(rows) + 0.5) / rows * 2 - 1
+        xs = (torch.arange(cols) + 0.5) / cols * 2 - 1
+        return torch.stack(torch.meshgrid(xs, ys, indexing='xy'), -1)
+
     def _anchor_pe(self, pe: Tensor) -> Tensor:
-        """``(E, h, w)`` -> ``(num_tokens, E)``: the encoding at the centres of a
-        ``rows x cols`` lattice (``rows * cols = num_tokens``, as square as divides)."""
-        rows = max(r for r in range(1, int(self.num_tokens ** 0.5) + 1)
-                   if self.num_tokens % r == 0)
-        cols = self.num_tokens // rows
-        ys = (torch.arange(rows, device=pe.device) + 0.5) / rows * 2 - 1
-        xs = (torch.arange(cols, device=pe.device) + 0.5) / cols * 2 - 1
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), -1).to(pe.dtype)
-        points = torch.nn.functional.grid_sample(pe[None], grid[None], align_corners=False)
+        """``(E, h, w)`` -> ``(num_tokens, E)``: the encoding at each token's lattice point,
+        in reading order."""
+        points = torch.nn.functional.grid_sample(pe[None], self.anchor_grid[None].to(pe.dtype),
+                                                 align_corners=False)
         return points[0].flatten(1).t()
 
     def forward(self, image: Tensor, image_pe: Tensor, prompts: Tensor,
