@@ -31,3 +31,51 @@ def test_the_referring_model_loads_every_extractor_weight_of_the_trace_model():
     assert shapes == {k: v.shape for k, v in referring.prompt_extractor.state_dict().items()}
     assert trace.prompt_extractor.anchor_tokens and trace.prompt_extractor.pe_in_values
     assert isinstance(trace.prompt_extractor.image_proj, torch.nn.Sequential)
+
+
+def _small_extractor(**options):
+    torch.manual_seed(0)
+    return PromptFeatureExtractor(image_channels=6, prompt_channels=4, embed_dims=8, depth=2,
+                                  num_heads=2, mlp_dims=16, num_tokens=4, token_channels=8,
+                                  out_channels=8, **options).eval()
+
+
+def test_box_bias_opens_the_cells_a_box_overlaps_and_a_thin_boxs_centre_cell():
+    bias = PromptFeatureExtractor.box_bias(torch.tensor([
+        [0.3, 0.0, 0.55, 0.2],  # columns 1-2 of row 0
+        [0.6, 0.6, 0.6, 0.6],  # a point: its own cell
+        [1.0, 1.0, 1.0, 1.0],  # a point on the far edge: the last cell
+    ]), (4, 4)).view(3, 4, 4)
+    open_cells = [sorted(map(tuple, (b == 0).nonzero().tolist())) for b in bias]
+    assert open_cells == [[(0, 1), (0, 2)], [(2, 2)], [(3, 3)]]
+    assert torch.isinf(bias[0, 1:]).all()
+
+
+def test_with_box_attention_the_prefix_reads_only_the_boxed_cells():
+    image, pe = torch.randn(1, 6, 4, 4), torch.randn(4, 4, 4)
+    prompts, dense = torch.randn(1, 1, 5, 4), torch.randn(4)
+    box = torch.tensor([[[0.0, 0.0, 0.5, 0.5]]])  # the top-left 2 x 2 cells
+    outside, inside = image.clone(), image.clone()
+    outside[..., 3, 3] += 5
+    inside[..., 0, 0] += 5
+    boxed, whole = _small_extractor(box_attention=True), _small_extractor()
+    with torch.no_grad():
+        ref = boxed(image, pe, prompts, dense, box)
+        torch.testing.assert_close(boxed(outside, pe, prompts, dense, box), ref)
+        assert not torch.allclose(boxed(inside, pe, prompts, dense, box), ref)
+        # without the option (or without a box) the whole image is read
+        assert not torch.allclose(whole(outside, pe, prompts, dense, box),
+                                  whole(image, pe, prompts, dense, box))
+        assert not torch.allclose(boxed(outside, pe, prompts, dense),
+                                  boxed(image, pe, prompts, dense))
+
+
+def test_reading_without_a_bias_is_transformers_two_way_transformer():
+    extractor = _small_extractor()
+    tokens, src, pe = torch.randn(3, 9, 8), torch.randn(3, 8, 4, 5), torch.randn(3, 8, 4, 5)
+    with torch.no_grad():
+        expected, _ = extractor.transformer(point_embeddings=tokens[:, None],
+                                            image_embeddings=src,
+                                            image_positional_embeddings=pe,
+                                            attention_similarity=None)
+        torch.testing.assert_close(extractor._read(tokens, src, pe, None), expected[:, 0])

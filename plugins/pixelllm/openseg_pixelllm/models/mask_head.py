@@ -21,7 +21,10 @@ def sam_mask_decoder(embed_dims: int = 256, depth: int = 2, num_heads: int = 8,
     from transformers.models.sam.modeling_sam import SamMaskDecoder
     return SamMaskDecoder(SamMaskDecoderConfig(
         hidden_size=embed_dims, num_hidden_layers=depth, num_attention_heads=num_heads,
-        mlp_dim=mlp_dims, iou_head_hidden_dim=iou_hidden_dims))
+        mlp_dim=mlp_dims, iou_head_hidden_dim=iou_hidden_dims,
+        # what transformers falls back to for a module built outside a model, named so that
+        # it does not warn that "something went wrong"
+        attn_implementation='eager'))
 
 
 @implements(covered_by='pixelllm.PixelLLM')

@@ -172,8 +172,11 @@ class PixelLLM(OpenSegModel):
         grid = feats['all']
         prompts = self.prompt_encoder(boxes[:, None], input_size)  # (M, 1, K, C)
         pe = self.prompt_encoder.dense_pe(grid.shape[-2:])
+        height, width = input_size
+        fractions = boxes / boxes.new_tensor([width, height, width, height])
         prefix = self.prompt_extractor(grid[image_index], pe, prompts,
-                                       self.prompt_encoder.no_mask_embedding)
+                                       self.prompt_encoder.no_mask_embedding,
+                                       fractions[:, None])
         return prefix[:, 0]
 
     def _contexts(self, tasks: Sequence[str], texts: Sequence[Optional[str]],

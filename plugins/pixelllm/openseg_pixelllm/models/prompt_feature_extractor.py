@@ -1,6 +1,6 @@
 """PixelLLM's prompt feature extractor: learnable tokens read the image around a location
 prompt through SAM's two-way transformer, then become the language model's prefix."""
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -20,7 +20,7 @@ def two_way_transformer(embed_dims: int, depth: int, num_heads: int = 8, mlp_dim
     return SamTwoWayTransformer(SamMaskDecoderConfig(
         hidden_size=embed_dims, num_hidden_layers=depth, num_attention_heads=num_heads,
         mlp_dim=mlp_dims, attention_downsample_rate=downsample_rate, hidden_act='relu',
-        layer_norm_eps=layer_norm_eps))
+        layer_norm_eps=layer_norm_eps, attn_implementation='eager'))  # as in sam_mask_decoder
 
 
 @contract('pixelllm.PromptFeatureExtractor')
@@ -74,13 +74,17 @@ class PromptFeatureExtractor(BaseModule):
         anchor_tokens: add to each learnable token the positional encoding of its own point
             on an even lattice over the image, so that token ``i`` starts by reading its
             part of the image. Not in the official code (docs: Fidelity).
+        box_attention: the queries' attention to the image reads only the cells a box prompt
+            overlaps (a whole-image prompt reads them all). The official model must learn
+            from the prompt tokens where the box is; with a frozen stand-in encoder it does
+            not learn to isolate the boxed object (docs: Figures). Not in the official code.
     """
 
     def __init__(self, image_channels: int, prompt_channels: int = 256, embed_dims: int = 512,
                  depth: int = 6, num_heads: int = 8, mlp_dims: int = 2048,
                  num_tokens: int = 32, token_channels: int = 1024, out_channels: int = 2048,
                  image_hidden: Optional[int] = None, pe_in_values: bool = False,
-                 anchor_tokens: bool = False, init_cfg=None):
+                 anchor_tokens: bool = False, box_attention: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.image_channels = image_channels
         self.prompt_channels = prompt_channels
@@ -88,6 +92,7 @@ class PromptFeatureExtractor(BaseModule):
         self.out_channels = out_channels
         self.pe_in_values = pe_in_values
         self.anchor_tokens = anchor_tokens
+        self.box_attention = box_attention
         if anchor_tokens:
             self.register_buffer('anchor_grid', self._lattice(num_tokens), persistent=False)
         self.output_tokens = nn.Parameter(torch.randn(num_tokens, embed_dims))
@@ -125,8 +130,46 @@ class PromptFeatureExtractor(BaseModule):
                                                  align_corners=False)
         return points[0].flatten(1).t()
 
+    @staticmethod
+    def box_bias(boxes: Tensor, size: Tuple[int, int]) -> Tensor:
+        """``(M, 4)`` boxes ``x1, y1, x2, y2`` as fractions of the grid -> ``(M, h * w)``
+        attention bias: 0 on the cells a box overlaps and on the cell of its centre (so a box
+        thinner than a cell still reads one), ``-inf`` elsewhere."""
+        height, width = size
+        edges_y = torch.arange(height + 1, device=boxes.device, dtype=boxes.dtype) / height
+        edges_x = torch.arange(width + 1, device=boxes.device, dtype=boxes.dtype) / width
+        x1, y1, x2, y2 = boxes[:, :, None].unbind(1)
+        rows = (edges_y[None, :-1] < y2) & (edges_y[None, 1:] > y1)  # (M, h)
+        cols = (edges_x[None, :-1] < x2) & (edges_x[None, 1:] > x1)  # (M, w)
+        centre_row = (((y1 + y2) / 2).clamp(0, 1 - 1e-6) * height).long()
+        centre_col = (((x1 + x2) / 2).clamp(0, 1 - 1e-6) * width).long()
+        rows = rows | (torch.arange(height, device=boxes.device)[None] == centre_row)
+        cols = cols | (torch.arange(width, device=boxes.device)[None] == centre_col)
+        inside = (rows[:, :, None] & cols[:, None, :]).flatten(1)
+        return torch.zeros(inside.shape, dtype=boxes.dtype, device=boxes.device).masked_fill(
+            ~inside, float('-inf'))
+
+    def _read(self, tokens: Tensor, src: Tensor, pe: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """``transformers``' ``SamTwoWayTransformer.forward``, with the attention bias also
+        given to the last token-to-image attention (transformers gives it to the layers'
+        only). ``tokens (M, T, E)``, ``src``/``pe`` ``(M, E, h, w)``, ``bias (M, h * w)``
+        -> ``(M, T, E)``."""
+        queries = point_embeddings = tokens[:, None]
+        keys = src.flatten(2).transpose(1, 2)[:, None]
+        key_pe = pe.flatten(2).transpose(1, 2)[:, None]
+        if bias is not None:
+            bias = bias[:, None, None]  # (M, heads, queries, cells)
+        for layer in self.transformer.layers:
+            queries, keys, _ = layer(queries=queries, keys=keys,
+                                     query_point_embedding=point_embeddings,
+                                     key_point_embedding=key_pe, attention_similarity=bias)
+        attn_out, _ = self.transformer.final_attn_token_to_image(
+            query=queries + point_embeddings, key=keys + key_pe, value=keys,
+            attention_similarity=bias)
+        return self.transformer.layer_norm_final_attn(queries + attn_out)[:, 0]
+
     def forward(self, image: Tensor, image_pe: Tensor, prompts: Tensor,
-                dense_prompt: Tensor) -> Tensor:
+                dense_prompt: Tensor, boxes: Optional[Tensor] = None) -> Tensor:
         """Read the image once per prompt.
 
         Args:
@@ -135,6 +178,8 @@ class PromptFeatureExtractor(BaseModule):
             prompts: ``(B, N, K, C_prompt)`` sparse prompt tokens of ``N`` prompts per image.
             dense_prompt: ``(C_prompt,)`` the dense prompt embedding added to every position
                 (SAM's "no mask").
+            boxes: ``(B, N, 4)`` the prompts' boxes as fractions of the grid, read with
+                ``box_attention``; ``None`` reads the whole image.
 
         Returns:
             ``(B, N, num_tokens, out_channels)``: one prefix per prompt.
@@ -151,11 +196,9 @@ class PromptFeatureExtractor(BaseModule):
             output_tokens = output_tokens + self._anchor_pe(pe[0])
         tokens = torch.cat([output_tokens.expand(batch * num_prompts, -1, -1),
                             self.prompt_proj(prompts.flatten(0, 1))], dim=1)
-        # transformers' SAM blocks take (B, point_batch, tokens, E): one prompt per row.
-        queries, _ = self.transformer(point_embeddings=tokens[:, None], image_embeddings=src,
-                                      image_positional_embeddings=pe,
-                                      attention_similarity=None)
-        queries = queries[:, 0, :self.num_tokens]
+        bias = (self.box_bias(boxes.flatten(0, 1), src.shape[-2:])
+                if self.box_attention and boxes is not None else None)
+        queries = self._read(tokens, src, pe, bias)[:, :self.num_tokens]
         per_token = torch.stack([proj(queries[:, i]) for i, proj in
                                  enumerate(self.token_projs)], dim=1)
         prefix = self.out_norm(self.out_proj(per_token))
