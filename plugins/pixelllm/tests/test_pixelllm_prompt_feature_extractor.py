@@ -79,3 +79,18 @@ def test_reading_without_a_bias_is_transformers_two_way_transformer():
                                             image_positional_embeddings=pe,
                                             attention_similarity=None)
         torch.testing.assert_close(extractor._read(tokens, src, pe, None), expected[:, 0])
+
+
+def test_token_windows_of_one_lattice_cell_tile_the_grid():
+    extractor = _small_extractor(anchor_tokens=True, token_window=1.0)  # a 2 x 2 lattice
+    opened = (extractor._window_bias((4, 6)) == 0).view(4, 4, 6)
+    for token, (row, col) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        expected = torch.zeros(4, 6, dtype=torch.bool)
+        expected[2 * row:2 * row + 2, 3 * col:3 * col + 3] = True
+        assert torch.equal(opened[token], expected), token
+    with torch.no_grad():
+        prefix = extractor(torch.randn(2, 6, 4, 6), torch.randn(4, 4, 6),
+                           torch.randn(2, 3, 5, 4), torch.randn(4))
+    assert prefix.shape == (2, 3, 4, 8) and prefix.isfinite().all()
+    with pytest.raises(ValueError, match='anchor_tokens'):
+        _small_extractor(token_window=2.0)

@@ -78,13 +78,18 @@ class PromptFeatureExtractor(BaseModule):
             overlaps (a whole-image prompt reads them all). The official model must learn
             from the prompt tokens where the box is; with a frozen stand-in encoder it does
             not learn to isolate the boxed object (docs: Figures). Not in the official code.
+        token_window: with ``anchor_tokens``, each learnable token reads only the cells within
+            a window around its lattice point, ``token_window`` lattice cells wide and high
+            (the prompt tokens read the whole image); ``None`` reads everywhere. Not in the
+            official code (docs: Fidelity).
     """
 
     def __init__(self, image_channels: int, prompt_channels: int = 256, embed_dims: int = 512,
                  depth: int = 6, num_heads: int = 8, mlp_dims: int = 2048,
                  num_tokens: int = 32, token_channels: int = 1024, out_channels: int = 2048,
                  image_hidden: Optional[int] = None, pe_in_values: bool = False,
-                 anchor_tokens: bool = False, box_attention: bool = False, init_cfg=None):
+                 anchor_tokens: bool = False, box_attention: bool = False,
+                 token_window: Optional[float] = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.image_channels = image_channels
         self.prompt_channels = prompt_channels
@@ -93,6 +98,11 @@ class PromptFeatureExtractor(BaseModule):
         self.pe_in_values = pe_in_values
         self.anchor_tokens = anchor_tokens
         self.box_attention = box_attention
+        if token_window is not None and (not anchor_tokens or box_attention):
+            raise ValueError('token_window needs anchor_tokens=True (the windows sit on their '
+                             'lattice) and box_attention=False (a window outside the box '
+                             'would read nothing)')
+        self.token_window = token_window
         if anchor_tokens:
             self.register_buffer('anchor_grid', self._lattice(num_tokens), persistent=False)
         self.output_tokens = nn.Parameter(torch.randn(num_tokens, embed_dims))
@@ -149,16 +159,24 @@ class PromptFeatureExtractor(BaseModule):
         return torch.zeros(inside.shape, dtype=boxes.dtype, device=boxes.device).masked_fill(
             ~inside, float('-inf'))
 
+    def _window_bias(self, size: Tuple[int, int]) -> Tensor:
+        """``(num_tokens, h * w)`` :meth:`box_bias` of each token's window."""
+        rows, cols = self.anchor_grid.shape[:2]
+        centres = (self.anchor_grid.reshape(-1, 2) + 1) / 2  # reading order, fractions
+        half = self.token_window / 2 * centres.new_tensor([1 / cols, 1 / rows])
+        windows = torch.cat([centres - half, centres + half], dim=1).clamp(0, 1)
+        return self.box_bias(windows, size)
+
     def _read(self, tokens: Tensor, src: Tensor, pe: Tensor, bias: Optional[Tensor]) -> Tensor:
         """``transformers``' ``SamTwoWayTransformer.forward``, with the attention bias also
         given to the last token-to-image attention (transformers gives it to the layers'
-        only). ``tokens (M, T, E)``, ``src``/``pe`` ``(M, E, h, w)``, ``bias (M, h * w)``
-        -> ``(M, T, E)``."""
+        only). ``tokens (M, T, E)``, ``src``/``pe`` ``(M, E, h, w)``, ``bias`` ``(M, T, h *
+        w)`` or ``(M, 1, h * w)`` for every token alike -> ``(M, T, E)``."""
         queries = point_embeddings = tokens[:, None]
         keys = src.flatten(2).transpose(1, 2)[:, None]
         key_pe = pe.flatten(2).transpose(1, 2)[:, None]
         if bias is not None:
-            bias = bias[:, None, None]  # (M, heads, queries, cells)
+            bias = bias[:, None]  # (M, heads, queries, cells)
         for layer in self.transformer.layers:
             queries, keys, _ = layer(queries=queries, keys=keys,
                                      query_point_embedding=point_embeddings,
@@ -196,8 +214,14 @@ class PromptFeatureExtractor(BaseModule):
             output_tokens = output_tokens + self._anchor_pe(pe[0])
         tokens = torch.cat([output_tokens.expand(batch * num_prompts, -1, -1),
                             self.prompt_proj(prompts.flatten(0, 1))], dim=1)
-        bias = (self.box_bias(boxes.flatten(0, 1), src.shape[-2:])
-                if self.box_attention and boxes is not None else None)
+        bias = None
+        if self.box_attention and boxes is not None:
+            bias = self.box_bias(boxes.flatten(0, 1), src.shape[-2:])[:, None]
+        elif self.token_window is not None:
+            windows = self._window_bias(src.shape[-2:])
+            bias = torch.cat([windows, windows.new_zeros(tokens.shape[1] - len(windows),
+                                                         windows.shape[1])])
+            bias = bias[None].expand(len(tokens), -1, -1)
         queries = self._read(tokens, src, pe, bias)[:, :self.num_tokens]
         per_token = torch.stack([proj(queries[:, i]) for i, proj in
                                  enumerate(self.token_projs)], dim=1)
