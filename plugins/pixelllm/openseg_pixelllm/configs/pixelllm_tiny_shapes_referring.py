@@ -9,7 +9,7 @@ _base_ = ['openseg_core::_base_/default_runtime.py', '_base_/pixelllm_tiny.py',
 # where `python tools/train.py pixelllm::pixelllm_tiny_shapes_trace.py` writes it; the mask head
 # is new, hence the partial load. From scratch (`--cfg-options load_from=None`) the boxes stayed
 # at the mean box (docs/plugins/pixelllm.md, Figures).
-load_from = 'work_dirs/pixelllm_tiny_shapes_trace/iter_9000.pth'
+load_from = 'work_dirs/pixelllm_tiny_shapes_trace/iter_16000.pth'
 load_strict = False
 
 model = dict(

@@ -42,7 +42,7 @@ def check_prompt_feature_extractor(part) -> None:
             example=dict(image_channels=12, prompt_channels=8, embed_dims=16, depth=1,
                          num_heads=2, mlp_dims=32, num_tokens=4, token_channels=24,
                          out_channels=20, image_hidden=10, pe_in_values=True,
-                         anchor_tokens=True))
+                         anchor_tokens=True, token_window=1.0))
 @MODELS.register_module()
 class PromptFeatureExtractor(BaseModule):
     """``num_tokens`` learnable tokens and the prompt tokens are the queries of a two-way

@@ -11,11 +11,12 @@ _base_ = ['openseg_core::_base_/models/tiny_shapes_parts.py']
 # The extractor of the models that locate (traced captioning, and referring, which starts from
 # the trace model): the frozen CLIP maps through a GELU layer, the positional encoding in the
 # attention values too, one 32-channel attention head instead of four of 8, and tokens that
-# start on a 4 x 8 lattice. Together with 4,000 images and 9,000 iterations they bring the
-# trace's object words from 20.4 to 8.3 px (docs/plugins/pixelllm.md, Figures); the
-# location-conditioned captioning config, which reads a box, keeps the released extractor.
+# start on a 4 x 8 lattice and read a window of 2 x 2 lattice cells around it. Together with
+# 16,000 images and 16,000 iterations they bring the trace's object words from 20.4 to 4.1 px
+# (docs/plugins/pixelllm.md, Figures); the captioning configs that read a box keep the
+# released extractor and read only the box (`box_attention`).
 locating_extractor = dict(num_heads=1, image_hidden=256, pe_in_values=True,
-                          anchor_tokens=True)
+                          anchor_tokens=True, token_window=2.0)
 
 d_model = 64
 model = dict(
