@@ -161,3 +161,24 @@ def test_a_lora_step_changes_only_lora_prompt_extractor_and_heads(tiny_cfg):
                                                          for k in changed)
     # the checkpoint keeps the adapters (the random base is saved too: it has no file)
     assert any('lora_A' in k for k in model.state_dict())
+
+
+def test_a_box_prompt_reads_its_own_cells_of_a_wide_image(tiny_cfg):
+    """``box_attention``: the box in input pixels (here 256 wide, 128 high) becomes fractions of
+    the grid with x by the width and y by the height."""
+    model = build(tiny_cfg, prompt_extractor=dict(tiny_cfg['prompt_extractor'], token_window=None,
+                                                  box_attention=True)).eval()
+    grid = torch.randn(1, model.prompt_extractor.image_channels, 16, 16)
+    box = torch.tensor([[0.0, 0.0, 64.0, 64.0]])  # columns 0-3, rows 0-7 of the grid
+    index = torch.zeros(1, dtype=torch.long)
+
+    def prefix(feats):
+        with torch.no_grad():
+            return model.prefixes({'all': feats}, index, box, (128, 256))
+
+    reference = prefix(grid)
+    swapped_cell, own_cell = grid.clone(), grid.clone()
+    swapped_cell[..., 2, 6] += 5  # inside the box only if width and height were swapped
+    own_cell[..., 5, 1] += 5
+    torch.testing.assert_close(prefix(swapped_cell), reference)
+    assert not torch.allclose(prefix(own_cell), reference)
