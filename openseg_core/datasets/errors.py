@@ -9,7 +9,8 @@ class DatasetError(ValueError):
 def require_file(path: str, what: str) -> None:
     if not os.path.isfile(path):
         raise DatasetError(f'{what} not found: {path} (generate the shapes dataset with '
-                           '`openseg shapes DIR` or fix data_root/ann_file in the config)')
+                           '`openseg shapes DIR [--train N]`, N as the config\'s comment says, '
+                           'or fix data_root/ann_file in the config)')
 
 
 def read_json(path: str, what: str, backend_args=None):
