@@ -169,7 +169,7 @@ class PromptFeatureExtractor(BaseModule):
 
     def _read(self, tokens: Tensor, src: Tensor, pe: Tensor, bias: Optional[Tensor]) -> Tensor:
         """``transformers``' ``SamTwoWayTransformer.forward``, with the attention bias also
-        given to the last token-to-image attention (transformers gives it to the layers'
+        given to the last token-to-image attention (transformers gives it to the layers
         only). ``tokens (M, T, E)``, ``src``/``pe`` ``(M, E, h, w)``, ``bias`` ``(M, T, h *
         w)`` or ``(M, 1, h * w)`` for every token alike -> ``(M, T, E)``."""
         queries = point_embeddings = tokens[:, None]
