@@ -51,3 +51,49 @@ def test_logits_must_fit_the_vocabulary_and_rule():
     cls, masks = _case('softmax')
     with pytest.raises(ValueError, match='expected 3'):
         MaskPostProcessor(classification='sigmoid').predict(cls, masks, [META], VOCABULARY)
+
+
+def test_mask_boxes_equal_mmdet_mask2bbox():
+    from mmdet.structures.mask import mask2bbox
+
+    from openseg_core.models.mask_classification.postprocessor import mask_boxes
+    logits = torch.randn(6, 9, 13) - 2.5  # sparse positives
+    logits[0] = -1  # empty
+    logits[1] = -1
+    logits[1, 8, 12] = 1  # one pixel in the far corner
+    logits[2] = -1
+    logits[2, 0, 0] = 1
+    logits[3] = 0  # logit 0 is outside (sigmoid 1/2 is not > 1/2)
+    boxes = mask_boxes(logits)
+    torch.testing.assert_close(boxes, mask2bbox(logits > 0), rtol=0, atol=0)
+    assert boxes[1].tolist() == [12, 8, 13, 9] and boxes[0].tolist() == [0, 0, 0, 0]
+
+
+def _instance_by_definition(post, cls, masks, vocabulary):
+    """The instance rule written out (mmdet's ``MaskFormerFusionHead.instance_postprocess``)."""
+    probs = post.class_probs(cls)
+    scores, top = probs.flatten().topk(min(post.max_per_image, probs.numel()), sorted=False)
+    labels = top % probs.shape[1]
+    queries = top // probs.shape[1]
+    thing = labels < vocabulary.num_things
+    scores, labels, queries = scores[thing], labels[thing], queries[thing]
+    binary = masks[queries] > 0
+    sigmoid = masks[queries].sigmoid()
+    mask_scores = (sigmoid * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    return scores * mask_scores, labels, binary
+
+
+@pytest.mark.parametrize('max_per_image', [3, 40])  # some queries, every query
+@pytest.mark.parametrize('with_probs', [False, True])
+def test_instances_equal_the_rule_written_out(max_per_image, with_probs):
+    torch.manual_seed(0)
+    vocabulary = Vocabulary(('circle', 'square', 'star'), ('sky',))
+    cls, masks = torch.randn(7, 5) * 3, torch.randn(7, 16, 12) * 4
+    masks[2] = -5  # an empty mask scores 0
+    post = MaskPostProcessor(max_per_image=max_per_image)
+    result = post.instance(cls, masks, vocabulary, masks.sigmoid() if with_probs else None)
+    scores, labels, binary = _instance_by_definition(post, cls, masks, vocabulary)
+    assert torch.equal(result.labels, labels) and torch.equal(result.masks, binary)
+    torch.testing.assert_close(result.scores, scores, rtol=1e-6, atol=1e-7)
+    from mmdet.structures.mask import mask2bbox
+    torch.testing.assert_close(result.bboxes, mask2bbox(binary), rtol=0, atol=0)

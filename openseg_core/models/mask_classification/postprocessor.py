@@ -4,7 +4,6 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from mmdet.evaluation.functional import INSTANCE_OFFSET
-from mmdet.structures.mask import mask2bbox
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
@@ -15,6 +14,54 @@ from ..base import Vocabulary
 from ..interfaces import implements
 from .classifier_head import CLASSIFICATIONS
 from .query_decoder import MASK_INTERPOLATIONS, resize_masks
+
+
+def mask_boxes(mask_logits: Tensor) -> Tensor:
+    """``(N, H, W)`` mask logits -> ``(N, 4)`` float ``x1, y1, x2, y2`` tight boxes around
+    the positive logits, zeros for an empty mask: mmdet's ``mask2bbox(mask_logits > 0)``,
+    from two max-reductions instead of a boolean copy and a Python loop over masks."""
+    height, width = mask_logits.shape[-2:]
+    in_column = mask_logits.amax(dim=1) > 0  # (N, W)
+    in_row = mask_logits.amax(dim=2) > 0  # (N, H)
+    # argmax returns the first maximal index: the first True.
+    x1 = in_column.to(torch.uint8).argmax(1)
+    x2 = width - in_column.flip(1).to(torch.uint8).argmax(1)
+    y1 = in_row.to(torch.uint8).argmax(1)
+    y2 = height - in_row.flip(1).to(torch.uint8).argmax(1)
+    boxes = torch.stack([x1, y1, x2, y2], dim=1).float()
+    return boxes * in_column.any(1, keepdim=True)
+
+
+#: Masks per step of :func:`mask_statistics`: a few 512 x 512 masks' temporaries are reused
+#: by the allocator and stay in cache; all of them at once are fresh pages (measured on 101
+#: masks of 512 x 512, 2 CPU cores: 86 ms at once, 12 ms by 4).
+MASK_CHUNK = 4
+
+
+def mask_statistics(mask_logits: Tensor, queries: Tensor,
+                    mask_probs: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+    """The selected queries' binary masks ``(N, H, W)`` (logit > 0), mean probability inside
+    each mask ``(N,)`` (0 for an empty one) and tight boxes ``(N, 4)``, from the ``(Q, H, W)``
+    logits and optionally their sigmoid, a few masks at a time."""
+    height, width = mask_logits.shape[-2:]
+    binary = torch.empty((len(queries), height, width), dtype=torch.bool,
+                         device=mask_logits.device)
+    mask_scores = mask_logits.new_empty(len(queries))
+    boxes = mask_logits.new_empty(len(queries), 4)
+    for start in range(0, len(queries), MASK_CHUNK):
+        part = slice(start, start + MASK_CHUNK)
+        masks = mask_logits[queries[part]]
+        boxes[part] = mask_boxes(masks)
+        positive = torch.gt(masks, 0, out=binary[part]).flatten(1)
+        area = positive.sum(1, dtype=torch.int32)
+        if mask_probs is None:
+            # sigmoid > 1/2 exactly where the logit is > 0: the probabilities inside a mask
+            # sum to sum(relu(sigmoid - 1/2)) + area / 2, in place on the copy.
+            inside = masks.sigmoid_().sub_(0.5).clamp_min_(0).flatten(1).sum(1) + 0.5 * area
+        else:
+            inside = (mask_probs[queries[part]].flatten(1) * positive).sum(1)
+        mask_scores[part] = inside / (area + 1e-6)
+    return binary, mask_scores, boxes
 
 
 @implements('mask_classification.PostProcessor', example=dict())
@@ -81,11 +128,12 @@ class MaskPostProcessor(BaseModule):
         when the caller has it."""
         num_classes = len(vocabulary)
         scores, labels = self.query_classes(cls_logits)
-        masks = mask_logits.sigmoid() if mask_probs is None else mask_probs
         keep = labels.ne(num_classes) & (scores > self.object_mask_thr)
-        cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], masks[keep]
-        panoptic = torch.full(masks.shape[-2:], num_classes, dtype=torch.int32,
-                              device=masks.device)
+        cur_scores, cur_classes = scores[keep], labels[keep]
+        # Only the kept queries' masks are needed, and usually few are kept.
+        cur_masks = mask_logits[keep].sigmoid() if mask_probs is None else mask_probs[keep]
+        panoptic = torch.full(mask_logits.shape[-2:], num_classes, dtype=torch.int32,
+                              device=mask_logits.device)
         if not cur_masks.shape[0]:
             return PixelData(sem_seg=panoptic[None])
         # mmdet's per-query loop, all queries at once: each pixel goes to the query of highest
@@ -132,11 +180,8 @@ class MaskPostProcessor(BaseModule):
         scores, labels, top = scores[is_thing], labels[is_thing], top[is_thing]
         # A query is often paired with several classes: its mask, score and box once.
         queries, pair_query = torch.unique(top // num_classes, return_inverse=True)
-        masks = mask_logits[queries]
-        binary = masks > 0
-        sigmoid = masks.sigmoid() if mask_probs is None else mask_probs[queries]
-        mask_scores = (sigmoid * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
-        return InstanceData(bboxes=mask2bbox(binary)[pair_query], labels=labels,
+        binary, mask_scores, boxes = mask_statistics(mask_logits, queries, mask_probs)
+        return InstanceData(bboxes=boxes[pair_query], labels=labels,
                             scores=scores * mask_scores[pair_query], masks=binary[pair_query])
 
     def predict(self, cls_logits: Tensor, mask_logits: Tensor, batch_img_metas: List[dict],
@@ -171,7 +216,9 @@ class MaskPostProcessor(BaseModule):
                 mask_l = resize_masks(mask_l[None], meta['ori_shape'][:2],
                                       self.mask_interpolation)[0]
             result = {}
-            probs = mask_l.sigmoid()
+            # All masks' probabilities only for the semantic map; panoptic and instance
+            # outputs need a few masks' (kept queries) or fewer passes.
+            probs = mask_l.sigmoid() if self.semantic_on else None
             if self.panoptic_on:
                 result['pred_panoptic_seg'] = self.panoptic(cls_l, mask_l, vocabulary, probs)
             if self.semantic_on:

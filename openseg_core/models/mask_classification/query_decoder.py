@@ -148,6 +148,12 @@ class MaskedAttentionQueryDecoder(BaseModule):
         ``blocked_pixels`` resizes masks. A mask is linear in the features and so is resizing:
         masks from resized features equal resized masks (to float rounding) at a fraction of
         the cost, when the masks themselves are not needed at ``H/4``."""
+        if self.attn_mask_interpolation == 'bilinear':
+            # torch's CPU bilinear kernel vectorises over channels in NHWC, over the output
+            # row in NCHW: for wide features resized to small maps NHWC is 3x faster, the
+            # copy included (256 or 512 channels at 128 x 128, 2 cores), and gives the
+            # same values. The antialiased bicubic kernel is faster in NCHW.
+            mask_features = mask_features.contiguous(memory_format=torch.channels_last)
         return {tuple(size): resize_masks(mask_features, size, self.attn_mask_interpolation)
                 for size in {tuple(size) for size in sizes}}
 

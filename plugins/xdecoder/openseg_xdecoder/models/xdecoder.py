@@ -173,28 +173,35 @@ class XDecoder(MaskClassificationModel):
         return self.generic_outputs(self.extract_feat(inputs))
 
     # ------------------------------------------------------------------ task primitives
-    def generic_outputs(self, feats: Features) -> MaskClassificationOutput:
+    def generic_outputs(self, feats: Features,
+                        intermediate_masks: bool = True) -> MaskClassificationOutput:
         """Per prediction ``cls_logits (B, Q, K+1)`` (background last) and ``mask_logits
         (B, Q, H/4, W/4)`` of the ``Q = m - 1`` object queries, and of the re-weighted global
-        query too (``Q = m``) when the decoder has one (the official 101st candidate)."""
-        decoded = self.query_decoder(feats.mask_features, feats.memories, task='generic')
+        query too (``Q = m``) when the decoder has one (the official 101st candidate).
+        ``intermediate_masks=False`` (inference): masks of the last prediction only, the
+        others ``None``."""
+        decoded = self.query_decoder(feats.mask_features, feats.memories, task='generic',
+                                     intermediate_masks=intermediate_masks)
         embeds, masks = decoded.query_embeds, decoded.mask_logits
         if decoded.global_mask_logits is not None:
             embeds = [torch.cat([q, g[:, None]], 1) for q, g in zip(embeds,
                                                                      decoded.global_embeds)]
-            masks = [torch.cat([m, g[:, None]], 1) for m, g in zip(masks,
-                                                                    decoded.global_mask_logits)]
+            masks = [None if m is None else torch.cat([m, g[:, None]], 1)
+                     for m, g in zip(masks, decoded.global_mask_logits)]
         concepts = self.concept_embeddings()
         return MaskClassificationOutput(cls_logits=[self.head(q, concepts) for q in embeds],
                                         mask_logits=masks)
 
-    def referring_outputs(self, feats: Features, phrases: Sequence[str]) -> Dict[str, List]:
+    def referring_outputs(self, feats: Features, phrases: Sequence[str],
+                          intermediate_masks: bool = True) -> Dict[str, List]:
         """Decode with the phrases as text queries; per prediction ``(B, Q)`` logits of each
-        object query being the phrase and ``(B, Q, H/4, W/4)`` mask logits."""
+        object query being the phrase and ``(B, Q, H/4, W/4)`` mask logits (``None`` but
+        the last with ``intermediate_masks=False``)."""
         text = self.encode_texts(phrases)
         decoded = self.query_decoder(feats.mask_features, feats.memories, task='referring',
                                      text_queries=text['tokens'],
-                                     text_padding=text['padding'])
+                                     text_padding=text['padding'],
+                                     intermediate_masks=intermediate_masks)
         if decoded.copy_embeds is not None:  # official grounding: the copies answer
             embeds, masks = decoded.copy_embeds, decoded.copy_mask_logits
         else:
@@ -205,7 +212,7 @@ class XDecoder(MaskClassificationModel):
     def refer(self, feats: Features, phrases: Sequence[str]) -> Tuple[Tensor, Tensor]:
         """One phrase per image -> the best query's mask logits ``(B, H/4, W/4)`` and its
         share of the softmax over queries ``(B,)``."""
-        outputs = self.referring_outputs(feats, phrases)
+        outputs = self.referring_outputs(feats, phrases, intermediate_masks=False)
         scores, best = outputs['logits'][-1].softmax(-1).max(1)
         masks = outputs['mask_logits'][-1][torch.arange(len(best)), best]
         return masks, scores
@@ -213,7 +220,9 @@ class XDecoder(MaskClassificationModel):
     def image_embeddings(self, feats: Features) -> Tensor:
         """``(B, D')`` unit image embeddings from the global query (retrieval task); with the
         backbone ensemble ``D' = 2D``. Score with :meth:`text_embeddings` by dot product."""
-        decoded = self.query_decoder(feats.mask_features, feats.memories, task='retrieval')
+        # No mask is read here, only the attention masks.
+        decoded = self.query_decoder(feats.mask_features, feats.memories, task='retrieval',
+                                     intermediate_masks=False)
         return self.head.image_embed(decoded.global_embeds[-1], feats.pooled)
 
     def text_embeddings(self, texts: Sequence[str]) -> Tensor:

@@ -157,9 +157,14 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
         return queries[None].expand(batch, -1, -1), query_pos[None].expand(batch, -1, -1)
 
     def _heads(self, queries: Tensor, mask_features: Tensor, attn_size, num_copies: int,
-               text_region: Optional[Tensor]) -> dict:
+               text_region: Optional[Tensor], resized_features: Optional[dict] = None) -> dict:
         """One prediction: normed outputs, masks of object / global / copy queries, and the
-        cross-attention mask ``(B * heads, Q, h' * w')`` for the next layer."""
+        cross-attention mask ``(B * heads, Q, h' * w')`` for the next layer (none with
+        ``attn_size=None``, the last prediction).
+
+        With ``resized_features`` (:meth:`resized_mask_features`) and an ``attn_size``, the
+        masks are computed at the attention size only, for the attention mask, and are
+        ``None`` in the result."""
         normed = self.decoder.post_norm(queries)
         objects, glob = self.num_queries, self.num_queries
         copies = slice(self.num_latent, self.num_latent + num_copies)
@@ -172,8 +177,19 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
             mask_queries.append(global_embed[:, None])
         if num_copies:
             mask_queries.append(normed[:, copies])
-        mask_logits = torch.einsum('bqc,bchw->bqhw', self.mask_embed(torch.cat(mask_queries, 1)),
-                                   mask_features)
+        embeds = self.mask_embed(torch.cat(mask_queries, 1))
+        at_attn_size = resized_features is not None and attn_size is not None
+        features = resized_features[tuple(attn_size)] if at_attn_size else mask_features
+        mask_logits = torch.einsum('bqc,bchw->bqhw', embeds, features)
+        out = dict(normed=normed, global_embed=global_embed)
+        full = None if at_attn_size else mask_logits
+        out['mask_logits'] = None if full is None else full[:, :objects]
+        if self.global_query == 'reweighted':
+            out['global_mask'] = None if full is None else full[:, objects]
+        if num_copies:
+            out['copy_masks'] = None if full is None else full[:, -num_copies:]
+        if attn_size is None:
+            return out
         blocked = self.blocked_pixels(mask_logits, attn_size)
         rows = [blocked[:, :objects]]
         open_rows = blocked.new_zeros(blocked.shape[0], 1, blocked.shape[2])
@@ -192,13 +208,7 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
                 text_rows = self.blocked_outside(text_region, attn_size)[:, None].expand(
                     -1, num_text, -1)
             rows.append(text_rows)
-        out = dict(normed=normed, mask_logits=mask_logits[:, :objects],
-                   global_embed=global_embed,
-                   attn=torch.cat(rows, 1).repeat_interleave(self.num_heads, dim=0))
-        if self.global_query == 'reweighted':
-            out['global_mask'] = mask_logits[:, objects]
-        if num_copies:
-            out['copy_masks'] = mask_logits[:, -num_copies:]
+        out['attn'] = torch.cat(rows, 1).repeat_interleave(self.num_heads, dim=0)
         return out
 
     # ------------------------------------------------------------------ cached captioning
@@ -240,8 +250,11 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
         queries, query_pos = self.latent_queries(batch)
         latent_mask = self_attention_mask('retrieval', self.num_latent,
                                           device=mask_features.device)[0]
-        cross_mask = self._heads(queries, mask_features, memories[0].shape[-2:], 0,
-                                 None)['attn']
+        # Only attention masks are needed: masks at the memories' sizes, not at H/4.
+        resized = self.resized_mask_features(mask_features,
+                                             [memory.shape[-2:] for memory in memories])
+        cross_mask = self._heads(queries, mask_features, memories[0].shape[-2:], 0, None,
+                                 resized)['attn']
         context = CaptionContext([], [], [], beams)
         heads, last = self.num_heads, len(self.decoder.layers) - 1
         for index, layer in enumerate(self.decoder.layers):
@@ -266,7 +279,8 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
                                                      attn_mask=latent_mask))
             queries = layer.norms[2](layer.ffn(queries))
             next_size = memories[(index + 1) % self.num_feature_levels].shape[-2:]
-            cross_mask = self._heads(queries, mask_features, next_size, 0, None)['attn']
+            cross_mask = self._heads(queries, mask_features, next_size, 0, None,
+                                     resized)['attn']
         return context
 
     @torch.no_grad()
@@ -327,7 +341,8 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
 
     def forward(self, mask_features: Tensor, memories: List[Tensor], task: str = 'generic',
                 text_queries: Optional[Tensor] = None, text_padding: Optional[Tensor] = None,
-                text_region: Optional[Tensor] = None) -> XDecoderOutput:
+                text_region: Optional[Tensor] = None,
+                intermediate_masks: bool = True) -> XDecoderOutput:
         """Decode for one task.
 
         Args:
@@ -339,6 +354,10 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
             text_padding: ``(B, n)`` bool, True at padding.
             text_region: ``(B, H', W')`` in ``[0, 1]``: text queries cross-attend only inside
                 (referring captioning).
+            intermediate_masks: ``False`` (inference): only the last prediction's masks are
+                computed at ``H/4``, the earlier ones are ``None``; their attention masks come
+                from the mask features resized to each memory's size, the same masks to
+                float rounding (the core's :meth:`resized_mask_features`).
 
         Returns:
             :class:`XDecoderOutput` with ``num_layers + 1`` predictions.
@@ -375,8 +394,14 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
         attn_mask = (attn_mask[0] if attn_mask.shape[0] == 1
                      else attn_mask.repeat_interleave(self.num_heads, dim=0))
 
-        predictions = [self._heads(queries, mask_features, memories[0].shape[-2:], num_copies,
-                                   text_region)]
+        num_layers = len(self.decoder.layers)
+        resized = None
+        if not intermediate_masks and num_layers:
+            resized = self.resized_mask_features(mask_features,
+                                                 [memory.shape[-2:] for memory in memories])
+        predictions = [self._heads(queries, mask_features,
+                                   memories[0].shape[-2:] if num_layers else None, num_copies,
+                                   text_region, resized)]
         for index, layer in enumerate(self.decoder.layers):
             level = index % self.num_feature_levels
             queries = layer.norms[0](layer.cross_attn(
@@ -395,9 +420,10 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
                 queries, side = joined[:, :-num_text], joined[:, -num_text:]
             else:
                 queries = joined
-            next_size = memories[(index + 1) % self.num_feature_levels].shape[-2:]
+            next_size = (None if index == num_layers - 1 else
+                         memories[(index + 1) % self.num_feature_levels].shape[-2:])
             predictions.append(self._heads(queries, mask_features, next_size, num_copies,
-                                           text_region))
+                                           text_region, resized))
 
         objects, text_start = self.num_queries, self.num_latent
         out = XDecoderOutput(

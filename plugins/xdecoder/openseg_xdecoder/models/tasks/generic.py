@@ -25,7 +25,7 @@ class GenericTask(BaseModule):
         return model.criterion(outputs, targets, [s.metainfo for s in samples])
 
     def predict(self, model, feats, samples: SampleList, rescale: bool = True) -> List[dict]:
-        outputs = model.generic_outputs(feats)
+        outputs = model.generic_outputs(feats, intermediate_masks=False)
         return model.postprocessor.predict(
             outputs.cls_logits[-1], outputs.mask_logits[-1], [s.metainfo for s in samples],
             model.require_vocabulary(), rescale)
