@@ -97,3 +97,37 @@ def test_instances_equal_the_rule_written_out(max_per_image, with_probs):
     torch.testing.assert_close(result.scores, scores, rtol=1e-6, atol=1e-7)
     from mmdet.structures.mask import mask2bbox
     torch.testing.assert_close(result.bboxes, mask2bbox(binary), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('interpolation', ['bilinear', 'bicubic_antialias'])
+def test_masks_resized_when_indexed_equal_all_masks_resized(interpolation):
+    from openseg_core.models.mask_classification.postprocessor import MasksAtOutputSize
+    from openseg_core.models.mask_classification.query_decoder import resize_masks
+    logits = torch.randn(5, 6, 8)
+    # Padded input 24 x 32, the image its top-left 20 x 30, shown at 41 x 60.
+    expected = resize_masks(logits[None], (24, 32), interpolation)[:, :, :20, :30]
+    expected = resize_masks(expected, (41, 60), interpolation)[0]
+    masks = MasksAtOutputSize(logits, (24, 32), (20, 30), (41, 60), interpolation)
+    assert masks.shape == (5, 41, 60)
+    assert torch.equal(masks[torch.tensor([3, 1])], expected[[3, 1]])
+    assert torch.equal(masks[:], expected)
+    keep = torch.tensor([False, True, True, False, True])  # the panoptic rule's index
+    assert torch.equal(masks[keep], expected[keep])
+    assert masks[torch.zeros(5, dtype=torch.bool)].shape == (0, 41, 60)  # nothing kept
+
+
+def test_outputs_without_the_semantic_map_are_the_same():
+    # Without the semantic map no (Q, H, W) tensor is made: masks are resized as read.
+    torch.manual_seed(0)
+    cls, masks = torch.randn(1, 7, 4) * 3, torch.randn(1, 7, 6, 8) * 4
+    meta = dict(batch_input_shape=(24, 32), img_shape=(20, 30), ori_shape=(41, 60))
+    kwargs = dict(max_per_image=6, object_mask_thr=0.3, iou_thr=0.1)
+    full = MaskPostProcessor(**kwargs).predict(cls, masks, [meta], VOCABULARY)[0]
+    lazy = MaskPostProcessor(semantic_on=False, **kwargs).predict(cls, masks, [meta],
+                                                                  VOCABULARY)[0]
+    assert 'pred_sem_seg' not in lazy
+    assert full['pred_panoptic_seg'].sem_seg.unique().numel() > 2  # several segments
+    assert torch.equal(lazy['pred_panoptic_seg'].sem_seg, full['pred_panoptic_seg'].sem_seg)
+    for key in ('masks', 'labels', 'bboxes'):
+        assert torch.equal(lazy['pred_instances'][key], full['pred_instances'][key])
+    torch.testing.assert_close(lazy['pred_instances'].scores, full['pred_instances'].scores)

@@ -32,6 +32,43 @@ def mask_boxes(mask_logits: Tensor) -> Tensor:
     return boxes * in_column.any(1, keepdim=True)
 
 
+class MasksAtOutputSize:
+    """An image's ``(Q, h, w)`` mask logits as ``(Q, H, W)`` logits at its output size, resized
+    when indexed: ``masks[queries]`` resizes those queries' masks only (to the padded input
+    size, cropped to the image, then to the original size when given), as resizing all of
+    them and indexing would, value for value (every mask is resized on its own).
+
+    Post-processing reads a few masks at a time (:func:`mask_statistics`), so the
+    ``(Q, H, W)`` float tensor is never made unless a caller takes ``masks[:]``.
+    """
+
+    def __init__(self, logits: Tensor, input_shape, image_shape, output_shape=None,
+                 interpolation: str = 'bilinear'):
+        self.logits = logits
+        self.input_shape = tuple(input_shape)
+        self.image_shape = tuple(image_shape)
+        self.output_shape = None if output_shape is None else tuple(output_shape)
+        self.interpolation = interpolation
+        self.device, self.dtype = logits.device, logits.dtype
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        return (self.logits.shape[0],) + (self.output_shape or self.image_shape)
+
+    def __len__(self) -> int:
+        return self.logits.shape[0]
+
+    def __getitem__(self, queries) -> Tensor:
+        selected = self.logits[queries]
+        if not len(selected):  # torch's resizing refuses empty inputs
+            return selected.new_empty((0,) + self.shape[1:])
+        masks = resize_masks(selected[None], self.input_shape, self.interpolation)
+        masks = masks[..., :self.image_shape[0], :self.image_shape[1]]
+        if self.output_shape is not None:
+            masks = resize_masks(masks, self.output_shape, self.interpolation)
+        return masks[0]
+
+
 #: Masks per step of :func:`mask_statistics`: a few 512 x 512 masks' temporaries are reused
 #: by the allocator and stay in cache; all of them at once are fresh pages (measured on 101
 #: masks of 512 x 512, 2 CPU cores: 86 ms at once, 12 ms by 4).
@@ -42,12 +79,13 @@ def mask_statistics(mask_logits: Tensor, queries: Tensor,
                     mask_probs: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """The selected queries' binary masks ``(N, H, W)`` (logit > 0), mean probability inside
     each mask ``(N,)`` (0 for an empty one) and tight boxes ``(N, 4)``, from the ``(Q, H, W)``
-    logits and optionally their sigmoid, a few masks at a time."""
+    logits (a tensor or :class:`MasksAtOutputSize`) and optionally their sigmoid, a few masks
+    at a time."""
     height, width = mask_logits.shape[-2:]
     binary = torch.empty((len(queries), height, width), dtype=torch.bool,
                          device=mask_logits.device)
-    mask_scores = mask_logits.new_empty(len(queries))
-    boxes = mask_logits.new_empty(len(queries), 4)
+    mask_scores = torch.empty(len(queries), dtype=mask_logits.dtype, device=mask_logits.device)
+    boxes = torch.empty(len(queries), 4, dtype=mask_logits.dtype, device=mask_logits.device)
     for start in range(0, len(queries), MASK_CHUNK):
         part = slice(start, start + MASK_CHUNK)
         masks = mask_logits[queries[part]]
@@ -191,7 +229,7 @@ class MaskPostProcessor(BaseModule):
         Args:
             cls_logits: ``(B, Q, K')`` logits (``K' = K + 1`` for softmax).
             mask_logits: ``(B, Q, h, w)`` logits at any resolution of the padded batch
-                (upsampled to ``batch_input_shape``).
+                (upsampled to ``batch_input_shape``, as needed: :class:`MasksAtOutputSize`).
             batch_img_metas: with ``batch_input_shape``, ``img_shape`` (and ``ori_shape``
                 when ``rescale``).
             vocabulary: the classes of the logits, things first.
@@ -206,19 +244,20 @@ class MaskPostProcessor(BaseModule):
             raise ValueError(f'{cls_logits.shape[-1]} class logits for a vocabulary of '
                              f'{len(vocabulary)} with {self.classification} classification '
                              f'(expected {expected})')
-        mask_logits = resize_masks(mask_logits, batch_img_metas[0]['batch_input_shape'],
-                                   self.mask_interpolation)
         results = []
         for cls_l, mask_l, meta in zip(cls_logits, mask_logits, batch_img_metas):
-            height, width = meta['img_shape'][:2]
-            mask_l = mask_l[:, :height, :width]
-            if rescale and tuple(meta['ori_shape'][:2]) != (height, width):
-                mask_l = resize_masks(mask_l[None], meta['ori_shape'][:2],
-                                      self.mask_interpolation)[0]
+            image_shape = tuple(meta['img_shape'][:2])
+            output_shape = tuple(meta['ori_shape'][:2]) if rescale else image_shape
+            mask_l = MasksAtOutputSize(
+                mask_l, meta['batch_input_shape'], image_shape,
+                output_shape if output_shape != image_shape else None, self.mask_interpolation)
+            probs = None
+            if self.semantic_on:
+                # The semantic map sums over every mask; the panoptic and instance outputs
+                # read the masks they need, a few at a time.
+                mask_l = mask_l[:]
+                probs = mask_l.sigmoid()
             result = {}
-            # All masks' probabilities only for the semantic map; panoptic and instance
-            # outputs need a few masks' (kept queries) or fewer passes.
-            probs = mask_l.sigmoid() if self.semantic_on else None
             if self.panoptic_on:
                 result['pred_panoptic_seg'] = self.panoptic(cls_l, mask_l, vocabulary, probs)
             if self.semantic_on:
