@@ -27,6 +27,15 @@ def return_large_frees() -> None:
         pass
 
 
+def _release_free_heap() -> None:
+    """Give glibc's free heap pages back to the system (``malloc_trim``): a step whose
+    working memory fits in pages freed earlier would otherwise not raise the resident set."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library('c')).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
 def peak_step_memory_mb(step: Callable[[], object], device: str) -> float:
     """Memory in use at the peak of one ``step()`` above what was in use before it.
 
@@ -42,6 +51,7 @@ def peak_step_memory_mb(step: Callable[[], object], device: str) -> float:
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
     try:
+        _release_free_heap()
         before = rss_mb('VmRSS')
         with open('/proc/self/clear_refs', 'w') as clear_refs:
             clear_refs.write('5')  # resets VmHWM to the current resident set
