@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from openseg_core.models import MaskedAttentionQueryDecoder
@@ -53,3 +54,17 @@ def test_self_attention_mask_is_honoured():
     assert not torch.allclose(free.query_embeds[-1], blocked.query_embeds[-1])
     # With the rule, the learned queries are independent of the extra queries' content.
     assert torch.allclose(blocked.mask_logits[-1], other_extra.mask_logits[-1], atol=1e-5)
+
+
+@pytest.mark.parametrize('interpolation', ['bilinear', 'bicubic_antialias'])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_resizing_by_matrices_equals_torch_resizing(interpolation, channels_last):
+    from openseg_core.models.mask_classification.query_decoder import (resize_by_matrices,
+                                                                       resize_masks)
+    features = torch.randn(2, 6, 40, 24)
+    if channels_last:
+        features = features.contiguous(memory_format=torch.channels_last)
+    for size in [(5, 3), (10, 6), (20, 12), (57, 30)]:  # down by 8, 4, 2, and up
+        expected = resize_masks(features, size, interpolation)
+        torch.testing.assert_close(resize_by_matrices(features, size, interpolation), expected,
+                                   rtol=1e-5, atol=1e-5)
