@@ -162,8 +162,8 @@ class MaskPostProcessor(BaseModule):
     def panoptic(self, cls_logits: Tensor, mask_logits: Tensor, vocabulary: Vocabulary,
                  mask_probs: Optional[Tensor] = None) -> PixelData:
         """``(Q, K')`` and ``(Q, H, W)`` -> ``(1, H, W)`` ids ``label + instance *
-        INSTANCE_OFFSET`` (``K`` where nothing is kept). ``mask_probs``: the masks' sigmoid,
-        when the caller has it."""
+        INSTANCE_OFFSET`` (``K`` where nothing is kept). The masks: a tensor or
+        :class:`MasksAtOutputSize`; ``mask_probs``: their sigmoid, when the caller has it."""
         num_classes = len(vocabulary)
         scores, labels = self.query_classes(cls_logits)
         keep = labels.ne(num_classes) & (scores > self.object_mask_thr)
@@ -205,8 +205,8 @@ class MaskPostProcessor(BaseModule):
                  mask_probs: Optional[Tensor] = None) -> InstanceData:
         """The ``max_per_image`` best (query, thing class) pairs: ``masks (N, H, W)`` bool,
         ``bboxes (N, 4)``, ``labels (N,)``, ``scores (N,)`` = class probability x mean mask
-        probability inside the mask. ``mask_probs``: the masks' sigmoid, when the caller has
-        it."""
+        probability inside the mask. The masks: a tensor or :class:`MasksAtOutputSize`;
+        ``mask_probs``: their sigmoid, when the caller has it."""
         probs = self.class_probs(cls_logits)
         num_queries, num_classes = probs.shape
         labels = torch.arange(num_classes, device=probs.device).repeat(num_queries)
