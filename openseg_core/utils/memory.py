@@ -16,24 +16,26 @@ def rss_mb(field: str = 'VmRSS') -> float:
     raise OSError(f'{field} not in /proc/self/status')
 
 
+def _call_libc(function: str, *args) -> None:
+    """Call a glibc allocator function; nothing where there is no glibc."""
+    try:
+        getattr(ctypes.CDLL(ctypes.util.find_library('c')), function)(*args)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
 def return_large_frees() -> None:
     """Make glibc hand freed blocks of 128 KiB or more back to the system at once, so that
     the resident set follows live memory. By default it keeps them for reuse, and a second
     model's working memory would hide in the first one's pages. Call it after timing:
     mapping every large tensor afresh costs page faults."""
-    try:
-        ctypes.CDLL(ctypes.util.find_library('c')).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError, TypeError):
-        pass
+    _call_libc('mallopt', -3, 128 * 1024)  # M_MMAP_THRESHOLD
 
 
 def _release_free_heap() -> None:
     """Give glibc's free heap pages back to the system (``malloc_trim``): a step whose
     working memory fits in pages freed earlier would otherwise not raise the resident set."""
-    try:
-        ctypes.CDLL(ctypes.util.find_library('c')).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):
-        pass
+    _call_libc('malloc_trim', 0)
 
 
 def peak_step_memory_mb(step: Callable[[], object], device: str) -> float:

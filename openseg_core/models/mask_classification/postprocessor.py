@@ -47,16 +47,14 @@ class MasksAtOutputSize:
         self.logits = logits
         self.input_shape = tuple(input_shape)
         self.image_shape = tuple(image_shape)
-        self.output_shape = None if output_shape is None else tuple(output_shape)
+        output_shape = None if output_shape is None else tuple(output_shape)
+        self.output_shape = None if output_shape == self.image_shape else output_shape
         self.interpolation = interpolation
         self.device, self.dtype = logits.device, logits.dtype
 
     @property
     def shape(self) -> Tuple[int, int, int]:
         return (self.logits.shape[0],) + (self.output_shape or self.image_shape)
-
-    def __len__(self) -> int:
-        return self.logits.shape[0]
 
     def __getitem__(self, queries) -> Tensor:
         selected = self.logits[queries]
@@ -246,11 +244,9 @@ class MaskPostProcessor(BaseModule):
                              f'(expected {expected})')
         results = []
         for cls_l, mask_l, meta in zip(cls_logits, mask_logits, batch_img_metas):
-            image_shape = tuple(meta['img_shape'][:2])
-            output_shape = tuple(meta['ori_shape'][:2]) if rescale else image_shape
-            mask_l = MasksAtOutputSize(
-                mask_l, meta['batch_input_shape'], image_shape,
-                output_shape if output_shape != image_shape else None, self.mask_interpolation)
+            mask_l = MasksAtOutputSize(mask_l, meta['batch_input_shape'], meta['img_shape'][:2],
+                                       meta['ori_shape'][:2] if rescale else None,
+                                       self.mask_interpolation)
             probs = None
             if self.semantic_on:
                 # The semantic map sums over every mask; the panoptic and instance outputs

@@ -182,12 +182,12 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
         features = resized_features[tuple(attn_size)] if at_attn_size else mask_features
         mask_logits = torch.einsum('bqc,bchw->bqhw', embeds, features)
         out = dict(normed=normed, global_embed=global_embed)
-        full = None if at_attn_size else mask_logits
-        out['mask_logits'] = None if full is None else full[:, :objects]
-        if self.global_query == 'reweighted':
-            out['global_mask'] = None if full is None else full[:, objects]
-        if num_copies:
-            out['copy_masks'] = None if full is None else full[:, -num_copies:]
+        if not at_attn_size:  # the prediction's own masks, at H/4
+            out['mask_logits'] = mask_logits[:, :objects]
+            if self.global_query == 'reweighted':
+                out['global_mask'] = mask_logits[:, objects]
+            if num_copies:
+                out['copy_masks'] = mask_logits[:, -num_copies:]
         if attn_size is None:
             return out
         blocked = self.blocked_pixels(mask_logits, attn_size)
@@ -428,14 +428,14 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
         objects, text_start = self.num_queries, self.num_latent
         out = XDecoderOutput(
             query_embeds=[p['normed'][:, :objects] for p in predictions],
-            mask_logits=[p['mask_logits'] for p in predictions],
+            mask_logits=[p.get('mask_logits') for p in predictions],
             extra_embeds=[p['normed'][:, objects:] for p in predictions],
             global_embeds=[p['global_embed'] for p in predictions])
         if self.global_query == 'reweighted':
-            out.global_mask_logits = [p['global_mask'] for p in predictions]
+            out.global_mask_logits = [p.get('global_mask') for p in predictions]
         if num_copies:
             out.copy_embeds = [p['normed'][:, text_start:] for p in predictions]
-            out.copy_mask_logits = [p['copy_masks'] for p in predictions]
+            out.copy_mask_logits = [p.get('copy_masks') for p in predictions]
         elif num_text:
             out.text_embeds = [p['normed'][:, text_start:] for p in predictions]
         return out
