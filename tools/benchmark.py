@@ -12,8 +12,9 @@ not depend on them.
 
 The roofline line gives each model's FLOPs per step (torch's flop counter: convolutions and
 matrix products) and the machine's rate on a 2048 x 2048 fp32 matrix product, timed in turns with
-the models: ``floor = FLOPs / GEMM rate`` is the time the step would take at that rate, and the
-share of the floor is ``floor / measured``.
+the models (on a CPU through both MKL and oneDNN, the faster counting): ``floor = FLOPs / GEMM
+rate`` is the time the step would take at that rate, and the share of the floor is
+``floor / measured``.
 """
 import argparse
 import logging
@@ -29,6 +30,7 @@ from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData, PixelData
 
 from openseg_core.engine.cli import load_config, run_tool
+from openseg_core.models.layers import convert_fast_layers, onednn_linear
 from openseg_core.plugins import get_plugin_manager
 from openseg_core.registry import MODELS
 from openseg_core.utils.memory import peak_step_memory_mb, return_large_frees
@@ -110,12 +112,17 @@ def _interleaved_medians(steps: Dict[str, Callable], iters: int, warmup: int,
 GEMM_SIZE = 2048
 
 
-def gemm_step(device: str) -> Callable:
+def gemm_steps(device: str) -> Dict[str, Callable]:
     """A ``GEMM_SIZE`` square fp32 matrix product, timed in turns with the models: the
-    machine's reachable rate under the same conditions (threads, clocks, other jobs)."""
+    machine's reachable rate under the same conditions (threads, clocks, other jobs). On a CPU
+    it is timed twice, through ``torch.mm`` (MKL) and through oneDNN (:func:`onednn_linear`),
+    since MKL runs its AVX2 code on AMD processors; the floor takes the faster."""
     gen = torch.Generator().manual_seed(0)
     a, b = (torch.randn(GEMM_SIZE, GEMM_SIZE, generator=gen).to(device) for _ in range(2))
-    return lambda: torch.mm(a, b)
+    steps = {'torch.mm': lambda: torch.mm(a, b)}
+    if not device.startswith('cuda'):
+        steps['oneDNN'] = lambda: onednn_linear(a, b)
+    return steps
 
 
 def count_flops(step: Callable, model, training: bool) -> int:
@@ -178,17 +185,18 @@ class ModelSteps:
 
 def measure(models: Dict[str, ModelSteps], args) -> Dict[str, dict]:
     results = {name: dict(weights_mb=m.weights_mb) for name, m in models.items()}
-    gemm = gemm_step(args.device)
-    latency = _interleaved_medians(dict({n: m.infer for n, m in models.items()}, gemm=gemm),
+    gemms = {f'gemm {n}': step for n, step in gemm_steps(args.device).items()}
+    latency = _interleaved_medians(dict({n: m.infer for n, m in models.items()}, **gemms),
                                    args.iters, args.warmup, args.device)
-    gemm_rates = [2 * GEMM_SIZE ** 3 / latency['gemm']]
+    gemm_rates = {n: [2 * GEMM_SIZE ** 3 / latency[n]] for n in gemms}
     for name in models:
         results[name].update(latency_ms=1000 * latency[name], images_per_s=1 / latency[name])
     if args.train:
         step_time = _interleaved_medians(
-            dict({n: m.train_step for n, m in models.items()}, gemm=gemm),
+            dict({n: m.train_step for n, m in models.items()}, **gemms),
             max(args.iters // 2, 1), 1, args.device)
-        gemm_rates.append(2 * GEMM_SIZE ** 3 / step_time['gemm'])
+        for n in gemms:
+            gemm_rates[n].append(2 * GEMM_SIZE ** 3 / step_time[n])
         for name in models:
             results[name]['train_iter_per_s'] = 1 / step_time[name]
     for name, m in models.items():
@@ -208,14 +216,21 @@ def measure(models: Dict[str, ModelSteps], args) -> Dict[str, dict]:
               f"  peak {r['infer_peak_mb']:6.0f} MB (weights {r['weights_mb']:.0f} MB)"
               + (f"  train {r['train_iter_per_s']:.3f} it/s (batch {args.batch_size}), "
                  f"peak {r['train_peak_mb']:.0f} MB" if args.train else ''), flush=True)
-    rate = statistics.median(gemm_rates)
-    print(f'roofline: {GEMM_SIZE}x{GEMM_SIZE} fp32 GEMM {rate / 1e9:.1f} GFLOP/s '
-          f'({torch.get_num_threads()} threads, timed in turns with the models)', flush=True)
+    rates = {n[len('gemm '):]: statistics.median(r) for n, r in gemm_rates.items()}
+    rate = max(rates.values())
+    print(f'roofline: {GEMM_SIZE}x{GEMM_SIZE} fp32 GEMM '
+          + ', '.join(f'{n} {r / 1e9:.1f}' for n, r in rates.items())
+          + f' GFLOP/s, the floor at the faster ({torch.get_num_threads()} threads, timed in '
+          'turns with the models)', flush=True)
     for name, r in results.items():
         floor = r['infer_flops'] / rate
         r['infer_floor_share'] = floor / (r['latency_ms'] / 1000)
         line = (f"{name:>18}: {r['infer_flops'] / 1e9:7.1f} GFLOP/image, floor "
                 f"{1000 * floor:7.1f} ms, {100 * r['infer_floor_share']:3.0f}% of the floor")
+        if len(rates) > 1:
+            r['infer_mm_floor_share'] = r['infer_flops'] / rates['torch.mm'] / (
+                r['latency_ms'] / 1000)
+            line += f" ({100 * r['infer_mm_floor_share']:3.0f}% of torch.mm's)"
         if args.train:
             floor = r['train_flops'] / rate
             r['train_floor_share'] = floor * r['train_iter_per_s']
@@ -305,6 +320,8 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
                       max_per_image=100, iou_thr=0.8, filter_low_score=True)))
     if own_pixel_decoder is not None:
         model.panoptic_head.pixel_decoder = MODELS.build(own_pixel_decoder)
+        # The shared part runs as it runs in openseg, whose models convert themselves.
+        convert_fast_layers(model.panoptic_head.pixel_decoder)
     return model
 
 

@@ -30,3 +30,33 @@ def test_converted_attention_gives_the_same_outputs_with_a_boolean_mask():
     # Weights on request, as torch's.
     torch.testing.assert_close(attn(query, key, key, attn_mask=mask, need_weights=True)[1],
                                weights)
+
+
+@pytest.mark.parametrize('batch_first', [True, False])
+@pytest.mark.parametrize('masks', ['none', 'bool_3d_and_padding', 'float_2d'])
+def test_converted_attention_matches_torch_with_its_masks_on_the_onednn_path(batch_first, masks):
+    """Enough rows for the projections to run as oneDNN convolutions (layers.linear), and
+    each of torch's mask forms merged as torch merges them."""
+    torch.manual_seed(0)
+    batch, length, keys, dims, heads = 2, 150, 130, 32, 4
+    attn = nn.MultiheadAttention(dims, heads, batch_first=batch_first)
+    query, key = torch.randn(batch, length, dims), torch.randn(batch, keys, dims)
+    if not batch_first:
+        query, key = query.transpose(0, 1), key.transpose(0, 1)
+    kwargs = {}
+    if masks == 'bool_3d_and_padding':
+        blocked = torch.rand(batch * heads, length, keys) < 0.3
+        blocked[..., 0] = False
+        padding = torch.zeros(batch, keys, dtype=torch.bool)
+        padding[1, -20:] = True
+        kwargs = dict(attn_mask=blocked, key_padding_mask=padding)
+    elif masks == 'float_2d':
+        kwargs = dict(attn_mask=torch.randn(length, keys))
+    query.requires_grad_(True)
+    expected = attn(query, key, key, need_weights=False, **kwargs)[0]
+    (grad_expected, ) = torch.autograd.grad(expected.sum(), query)
+    attn.__class__ = FusedMultiheadAttention
+    out = attn(query, key, key, **kwargs)[0]
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    (grad, ) = torch.autograd.grad(out.sum(), query)
+    torch.testing.assert_close(grad, grad_expected, rtol=1e-4, atol=1e-5)

@@ -141,3 +141,17 @@ def test_training_losses_and_gradients_match(outputs, before):
             continue
         torch.testing.assert_close(outputs['grads'][name], value, rtol=1e-3, atol=1e-5,
                                    msg=name)
+
+
+def test_a_built_model_runs_the_fast_layers_without_init_weights():
+    """tools/test.py and the demo build a model and load a checkpoint without calling
+    ``init_weights``: the speed-ups must not depend on it (nor on ``channels_last``)."""
+    from mmcv.ops import MultiScaleDeformableAttention
+    from torch import nn
+
+    from openseg_core.models.layers import (FastMultiScaleDeformableAttention,
+                                            FusedMultiheadAttention, OneDNNLinear)
+    model = MODELS.build(Config.fromfile(resolve_config(CONFIG)).model)
+    kinds = {type(m) for m in model.modules()}
+    assert {FastMultiScaleDeformableAttention, FusedMultiheadAttention, OneDNNLinear} <= kinds
+    assert not kinds & {MultiScaleDeformableAttention, nn.Linear}

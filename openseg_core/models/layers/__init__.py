@@ -4,9 +4,12 @@ from .deformable_attention import (FastMultiScaleDeformableAttention,
                                    convert_deformable_attention,
                                    multi_scale_deformable_attn_cpu,
                                    multi_scale_deformable_attn_grid_sample)
+from .fast_layers import convert_fast_layers
+from .linear import OneDNNLinear, convert_linear, onednn_linear
 from .mask_logits import mask_logits
 
 __all__ = ['FusedMultiheadAttention', 'convert_multihead_attention',
            'FastMultiScaleDeformableAttention', 'convert_deformable_attention',
            'multi_scale_deformable_attn_cpu', 'multi_scale_deformable_attn_grid_sample',
-           'mask_logits']
+           'mask_logits', 'OneDNNLinear', 'convert_linear', 'onednn_linear',
+           'convert_fast_layers']

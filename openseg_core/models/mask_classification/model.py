@@ -7,7 +7,7 @@ from torch import nn
 from openseg_core.registry import MODELS
 
 from ..base import OpenSegModel
-from ..layers import convert_deformable_attention, convert_multihead_attention
+from ..layers import convert_fast_layers
 
 
 class MaskClassificationModel(OpenSegModel):
@@ -50,6 +50,9 @@ class MaskClassificationModel(OpenSegModel):
         self.criterion = MODELS.build(criterion)
         self.postprocessor = MODELS.build(postprocessor)
         check_classification(self.head, self.criterion, self.postprocessor)
+        # When built, not in init_weights: tools/test.py and the demo load a checkpoint
+        # without initialising.
+        convert_fast_layers(self)
         self.channels_last = channels_last
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
@@ -68,11 +71,6 @@ class MaskClassificationModel(OpenSegModel):
         super().init_weights()
         for part in (self.backbone, self.pixel_decoder):
             part.to(memory_format=torch.channels_last)
-        # mmcv's deformable attention has no CPU kernel, and its multi-head attention asks
-        # torch for weights it discards: the converted modules compute the same outputs faster
-        # (mmdet builds both by class, not by config).
-        convert_deformable_attention(self)
-        convert_multihead_attention(self)
 
 
 def _images_channels_last(module: nn.Module, args: tuple) -> tuple:

@@ -13,6 +13,7 @@ from openseg_core.utils.checkpoint import load_state_dict_file
 
 from ..base import FrozenPartsMixin
 from ..interfaces import implements
+from ..layers import onednn_linear
 
 DEFAULT_TEMPLATES = ('a photo of a {}.',)
 
@@ -227,7 +228,7 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
         for index, block in enumerate(tower.transformer.resblocks):
             attn = block.attn
             heads = attn.num_heads
-            qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+            qkv = onednn_linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
             q, k, v = (part.view(batch, length, heads, -1).transpose(1, 2)
                        for part in qkv.chunk(3, dim=-1))
             if past is not None:
@@ -236,7 +237,8 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
             new_past.append((k, v))
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=allowed, dropout_p=attn.dropout if self.training else 0.0)
-            out = attn.out_proj(out.transpose(1, 2).reshape(batch, length, -1))
+            out = onednn_linear(out.transpose(1, 2).reshape(batch, length, -1),
+                                attn.out_proj.weight, attn.out_proj.bias)
             x = x + block.ls_1(out)
             x = x + block.ls_2(block.mlp(block.ln_2(x)))
         return tower.ln_final(x), new_past

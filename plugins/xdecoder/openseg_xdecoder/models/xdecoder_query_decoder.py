@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openseg_core.models.interfaces import implements
+from openseg_core.models.layers import onednn_linear
 from openseg_core.models.mask_classification import (MaskedAttentionQueryDecoder,
                                                       QueryDecoderOutput)
 from openseg_core.models.mask_classification.query_decoder import TINY_DECODER
@@ -65,7 +66,7 @@ def _in_proj(attn: nn.MultiheadAttention, x: Tensor, part: int) -> Tensor:
     """torch's attention input projection ``part`` (0 query, 1 key, 2 value) of ``x``."""
     dims = attn.embed_dim
     bias = None if attn.in_proj_bias is None else attn.in_proj_bias[part * dims:(part + 1) * dims]
-    return F.linear(x, attn.in_proj_weight[part * dims:(part + 1) * dims], bias)
+    return onednn_linear(x, attn.in_proj_weight[part * dims:(part + 1) * dims], bias)
 
 
 def _attend(attn: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tensor,
@@ -73,7 +74,8 @@ def _attend(attn: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tens
     """``(B, h, L, d)`` projected query over ``(B, h, S, d)`` keys / values -> ``(B, L, C)``
     after torch's output projection (eval mode: no dropout)."""
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed)
-    return attn.out_proj(out.transpose(1, 2).reshape(query.shape[0], query.shape[2], -1))
+    return onednn_linear(out.transpose(1, 2).reshape(query.shape[0], query.shape[2], -1),
+                         attn.out_proj.weight, attn.out_proj.bias)
 
 
 @implements('mask_classification.QueryDecoder',
