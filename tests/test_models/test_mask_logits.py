@@ -37,3 +37,16 @@ def test_dense_gradient_equals_einsum():
                               (embeds, features), grad)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_on_nhwc_features_gives_the_einsum_in_nchw_layout():
+    """The oneDNN path (NHWC features, no gradients) returns the einsum's values, laid out as
+    the einsum's (NCHW), so that callers' views and flattening keep working."""
+    torch.manual_seed(0)
+    embeds = torch.randn(2, 7, 16)
+    features = torch.randn(2, 16, 9, 11).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out = mask_logits(embeds, features)
+    torch.testing.assert_close(out, torch.einsum('bqc,bchw->bqhw', embeds, features),
+                               rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous()

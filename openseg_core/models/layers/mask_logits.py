@@ -1,5 +1,6 @@
 """Mask logits as query-pixel dot products, with a backward that skips unsupervised queries."""
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -51,7 +52,20 @@ class _MaskLogits(torch.autograd.Function):
 def mask_logits(embeds: Tensor, features: Tensor) -> Tensor:
     """``(B, Q, C)`` mask embeddings x ``(B, C, h, w)`` per-pixel features -> ``(B, Q, h, w)``
     logits, as ``torch.einsum('bqc,bchw->bqhw', ...)``; the backward costs only as many
-    queries as receive a gradient."""
+    queries as receive a gradient.
+
+    Without gradients, float32 NHWC features on a CPU go through oneDNN as a 1 x 1
+    convolution per image, whose weights are the embeddings (3x faster than the einsum for
+    101 x 512 x 128 x 128 on 2 cores, the NCHW copy of the result included; on NCHW features
+    the convolution would reorder them first and is no faster)."""
     if torch.is_grad_enabled() and (embeds.requires_grad or features.requires_grad):
         return _MaskLogits.apply(embeds, features)
+    if (features.device.type == 'cpu' and features.dtype == embeds.dtype == torch.float32
+            and features.dim() == 4 and features.shape[1] > 1
+            and features.is_contiguous(memory_format=torch.channels_last)
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        # Slices, not unbound images: ``image[None]`` has a batch stride oneDNN reads as
+        # another layout and copies the features first (10x slower).
+        return torch.cat([F.conv2d(features[b:b + 1], embeds[b, :, :, None, None])
+                          for b in range(features.shape[0])]).contiguous()
     return torch.einsum('bqc,bchw->bqhw', embeds, features)

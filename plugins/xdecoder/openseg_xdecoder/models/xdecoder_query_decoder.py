@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openseg_core.models.interfaces import implements
-from openseg_core.models.layers import onednn_linear
+from openseg_core.models.layers import mask_logits, onednn_linear
 from openseg_core.models.mask_classification import (MaskedAttentionQueryDecoder,
                                                       QueryDecoderOutput)
 from openseg_core.models.mask_classification.query_decoder import TINY_DECODER
@@ -182,17 +182,17 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
         embeds = self.mask_embed(torch.cat(mask_queries, 1))
         at_attn_size = resized_features is not None and attn_size is not None
         features = resized_features[tuple(attn_size)] if at_attn_size else mask_features
-        mask_logits = torch.einsum('bqc,bchw->bqhw', embeds, features)
+        masks = mask_logits(embeds, features)
         out = dict(normed=normed, global_embed=global_embed)
         if not at_attn_size:  # the prediction's own masks, at H/4
-            out['mask_logits'] = mask_logits[:, :objects]
+            out['mask_logits'] = masks[:, :objects]
             if self.global_query == 'reweighted':
-                out['global_mask'] = mask_logits[:, objects]
+                out['global_mask'] = masks[:, objects]
             if num_copies:
-                out['copy_masks'] = mask_logits[:, -num_copies:]
+                out['copy_masks'] = masks[:, -num_copies:]
         if attn_size is None:
             return out
-        blocked = self.blocked_pixels(mask_logits, attn_size)
+        blocked = self.blocked_pixels(masks, attn_size)
         rows = [blocked[:, :objects]]
         open_rows = blocked.new_zeros(blocked.shape[0], 1, blocked.shape[2])
         rows.append(blocked[:, objects:objects + 1] if self.global_query == 'reweighted'
