@@ -20,6 +20,7 @@ from torchvision.ops import batched_nms
 from openseg_core.models.base import OpenSegModel
 from openseg_core.models.detection import VisionLanguageAlign
 from openseg_core.models.interfaces import implements
+from openseg_core.models.layers import convert_fast_layers
 
 from ..registry import MODELS
 from .postprocess import APEPostProcessor
@@ -207,6 +208,9 @@ class APE(OpenSegModel):
 
         self.criterion = MODELS.build(criterion) if criterion is not None else None
         self.postprocessor = APEPostProcessor(**(test_cfg or {}))
+        # The core's CPU paths for mmcv's deformable attention, torch's attention inside
+        # mmcv's modules and linear layers: the same outputs to float rounding.
+        convert_fast_layers(self)
 
     def init_weights(self) -> None:
         """Deformable DETR's initialisation of the transformer (xavier, the deformable
