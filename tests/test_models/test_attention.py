@@ -60,3 +60,14 @@ def test_converted_attention_matches_torch_with_its_masks_on_the_onednn_path(bat
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
     (grad, ) = torch.autograd.grad(out.sum(), query)
     torch.testing.assert_close(grad, grad_expected, rtol=1e-4, atol=1e-5)
+
+
+def test_converted_attention_builds_its_masks_on_the_inputs_device():
+    """Masks merged on the CPU would fail on a GPU; the meta device stands in for one here."""
+    attn = nn.MultiheadAttention(16, 4, batch_first=True, device='meta')
+    attn.__class__ = FusedMultiheadAttention
+    query, key = torch.randn(2, 5, 16, device='meta'), torch.randn(2, 9, 16, device='meta')
+    out, _ = attn(query, key, key,
+                  attn_mask=torch.zeros(2 * 4, 5, 9, dtype=torch.bool, device='meta'),
+                  key_padding_mask=torch.zeros(2, 9, dtype=torch.bool, device='meta'))
+    assert out.shape == (2, 5, 16) and out.device.type == 'meta'

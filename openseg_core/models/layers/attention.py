@@ -55,7 +55,8 @@ def _merged_mask(attn_mask: Optional[Tensor], key_padding_mask: Optional[Tensor]
     broadcasts to ``(B, heads, L, S)``, or None."""
     def additive(mask: Tensor) -> Tensor:
         if mask.dtype == torch.bool:
-            return torch.zeros(mask.shape, dtype=dtype).masked_fill_(mask, float('-inf'))
+            return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+                mask, float('-inf'))
         return mask.to(dtype)
 
     merged = None

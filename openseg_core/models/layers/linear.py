@@ -27,7 +27,7 @@ def onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> T
 
     The same values to float summation order (about 1e-6 relative).
     """
-    rows = x.numel() // x.shape[-1] if x.dim() else 0
+    rows = x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
     tracked = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if (x.device.type != 'cpu' or x.dtype != torch.float32 or weight.dtype != torch.float32
             or rows < (MIN_ROWS_TRAINING if tracked else MIN_ROWS_INFERENCE)
