@@ -45,8 +45,15 @@ def main(argv=None):
             raise FileNotFoundError(f'checkpoint to resume not found: {args.resume}')
         cfg.resume, cfg.load_from = True, args.resume
     runner = OpenSegFlexibleRunner if cfg.get('strategy') else OpenSegRunner
-    with cleanup_on_error(cfg.work_dir):
-        runner.from_cfg(cfg).train()
+    try:
+        with cleanup_on_error(cfg.work_dir):
+            runner.from_cfg(cfg).train()
+    finally:
+        # torch's advice: a process group left to the interpreter's exit can abort there
+        # (gloo's threads; seen once in the 2-process test as SIGABRT, "terminate called
+        # without an active exception").
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == '__main__':
