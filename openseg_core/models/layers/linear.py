@@ -21,6 +21,13 @@ MIN_ROWS_INFERENCE = 64
 MIN_ROWS_TRAINING = 256
 
 
+def onednn_usable(*tensors: Tensor) -> bool:
+    """True when torch would run convolutions of these tensors on oneDNN: float32 on the CPU,
+    oneDNN built in and not switched off."""
+    return (all(t.device.type == 'cpu' and t.dtype == torch.float32 for t in tensors)
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
 def onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """``F.linear(x, weight, bias)`` (``(..., in)`` -> ``(..., out)``), computed as a 1 x 1
     convolution on float32 CPU tensors with enough rows, as ``F.linear`` elsewhere.
@@ -29,9 +36,8 @@ def onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> T
     """
     rows = x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
     tracked = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    if (x.device.type != 'cpu' or x.dtype != torch.float32 or weight.dtype != torch.float32
-            or rows < (MIN_ROWS_TRAINING if tracked else MIN_ROWS_INFERENCE)
-            or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)):
+    if (rows < (MIN_ROWS_TRAINING if tracked else MIN_ROWS_INFERENCE)
+            or not onednn_usable(x, weight)):
         return F.linear(x, weight, bias)
     in_features = x.shape[-1]
     image = x.reshape(1, rows, 1, in_features).permute(0, 3, 1, 2)  # (1, in, rows, 1) NHWC

@@ -4,6 +4,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .linear import onednn_usable
+
 
 class _MaskLogits(torch.autograd.Function):
     """``einsum('bqc,bchw->bqhw')`` whose backward multiplies only the rows of the incoming
@@ -60,10 +62,8 @@ def mask_logits(embeds: Tensor, features: Tensor) -> Tensor:
     the convolution would reorder them first and is no faster)."""
     if torch.is_grad_enabled() and (embeds.requires_grad or features.requires_grad):
         return _MaskLogits.apply(embeds, features)
-    if (features.device.type == 'cpu' and features.dtype == embeds.dtype == torch.float32
-            and features.dim() == 4 and features.shape[1] > 1
-            and features.is_contiguous(memory_format=torch.channels_last)
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+    if (features.dim() == 4 and features.shape[1] > 1 and onednn_usable(embeds, features)
+            and features.is_contiguous(memory_format=torch.channels_last)):
         # Slices, not unbound images: ``image[None]`` has a batch stride oneDNN reads as
         # another layout and copies the features first (10x slower).
         return torch.cat([F.conv2d(features[b:b + 1], embeds[b, :, :, None, None])

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from openseg_core.registry import MODELS
 
 from ..interfaces import implements
-from ..layers import convert_multihead_attention, mask_logits
+from ..layers import mask_logits
 
 
 #: How masks are resized (``resize_masks``).
@@ -118,7 +118,6 @@ class MaskedAttentionQueryDecoder(BaseModule):
         if self.decoder.embed_dims != embed_dims:
             raise ValueError(f'transformer_decoder embed_dims {self.decoder.embed_dims} != '
                              f'embed_dims {embed_dims}')
-        convert_multihead_attention(self.decoder)
         self.num_queries = num_queries
         self.num_heads = self.decoder.layers[0].cross_attn.num_heads
         self.num_feature_levels = num_feature_levels
