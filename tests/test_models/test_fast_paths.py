@@ -147,11 +147,14 @@ def test_a_built_model_runs_the_fast_layers_without_init_weights():
     """tools/test.py and the demo build a model and load a checkpoint without calling
     ``init_weights``: the speed-ups must not depend on it (nor on ``channels_last``)."""
     from mmcv.ops import MultiScaleDeformableAttention
+    from mmdet.models.layers import MSDeformAttnPixelDecoder
     from torch import nn
 
-    from openseg_core.models.layers import (FastMultiScaleDeformableAttention,
+    from openseg_core.models.layers import (FastMSDeformAttnPixelDecoder,
+                                            FastMultiScaleDeformableAttention,
                                             FusedMultiheadAttention, OneDNNLinear)
     model = MODELS.build(Config.fromfile(resolve_config(CONFIG)).model)
     kinds = {type(m) for m in model.modules()}
-    assert {FastMultiScaleDeformableAttention, FusedMultiheadAttention, OneDNNLinear} <= kinds
-    assert not kinds & {MultiScaleDeformableAttention, nn.Linear}
+    assert {FastMultiScaleDeformableAttention, FusedMultiheadAttention, OneDNNLinear,
+            FastMSDeformAttnPixelDecoder} <= kinds
+    assert not kinds & {MultiScaleDeformableAttention, nn.Linear, MSDeformAttnPixelDecoder}

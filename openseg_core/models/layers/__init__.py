@@ -3,7 +3,8 @@ from .attention import FusedMultiheadAttention, convert_multihead_attention
 from .deformable_attention import (FastMultiScaleDeformableAttention,
                                    convert_deformable_attention,
                                    multi_scale_deformable_attn_cpu,
-                                   multi_scale_deformable_attn_grid_sample)
+                                   multi_scale_deformable_attn_grid_sample, sample_at_pixels)
+from .deformable_pixel_decoder import FastMSDeformAttnPixelDecoder, convert_pixel_decoder
 from .fast_layers import convert_fast_layers
 from .linear import OneDNNLinear, convert_linear, onednn_linear
 from .mask_logits import mask_logits
@@ -11,5 +12,6 @@ from .mask_logits import mask_logits
 __all__ = ['FusedMultiheadAttention', 'convert_multihead_attention',
            'FastMultiScaleDeformableAttention', 'convert_deformable_attention',
            'multi_scale_deformable_attn_cpu', 'multi_scale_deformable_attn_grid_sample',
+           'sample_at_pixels',
            'mask_logits', 'OneDNNLinear', 'convert_linear', 'onednn_linear',
-           'convert_fast_layers']
+           'convert_fast_layers', 'FastMSDeformAttnPixelDecoder', 'convert_pixel_decoder']

@@ -14,37 +14,120 @@ import torch.nn.functional as F
 from mmcv.ops import MultiScaleDeformableAttention
 from torch import Tensor, nn
 
+from .linear import onednn_linear
+
 #: Zero border added around each level's map: one row / column before it, two after, so
-#: that every bilinear corner of a location clamped to ``[-1, size]`` is a row of the table
+#: that every bilinear corner of a location clamped to ``[-1, size]`` is a pixel of the table
 #: (``size + 1`` being the next row's first column, or the extra bottom row).
 _PAD_BEFORE, _PAD_AFTER = 1, 2
 
 
 def _padded_table(value: Tensor, shapes: Sequence[Tuple[int, int]]) -> Tuple[Tensor, List[int]]:
-    """``(B, S, heads, C')`` values -> ``(B * heads * S', C')`` rows of the zero-bordered
-    maps, and each level's first row within a head."""
+    """``(B, S, heads, C')`` values -> ``(B * S' * heads, C')`` table rows: each level's map
+    with its zero border, pixel after pixel, the heads of a pixel in a row; and each level's
+    first pixel within an image.
+
+    One copy of the values: a pixel's heads stay together as the value projection wrote them.
+    """
     batch, _, heads, channels = value.shape
-    tables, starts, start = [], [], 0
-    for (height, width), level in zip(shapes, value.split([h * w for h, w in shapes], 1)):
-        level = level.view(batch, height, width, heads, channels).permute(0, 3, 1, 2, 4)
-        pad = (0, 0, _PAD_BEFORE, _PAD_AFTER, _PAD_BEFORE, _PAD_AFTER)
-        tables.append(F.pad(level, pad).flatten(2, 3))
-        starts.append(start)
-        start += (height + _PAD_BEFORE + _PAD_AFTER) * (width + _PAD_BEFORE + _PAD_AFTER)
-    return torch.cat(tables, 2).reshape(-1, channels), starts
+    padded = [(h + _PAD_BEFORE + _PAD_AFTER, w + _PAD_BEFORE + _PAD_AFTER) for h, w in shapes]
+    starts = [0]
+    for h, w in padded[:-1]:
+        starts.append(starts[-1] + h * w)
+    table = value.new_zeros(batch, starts[-1] + padded[-1][0] * padded[-1][1], heads, channels)
+    levels = value.split([h * w for h, w in shapes], 1)
+    for (height, width), (rows, cols), start, level in zip(shapes, padded, starts, levels):
+        table[:, start:start + rows * cols].view(batch, rows, cols, heads, channels)[
+            :, _PAD_BEFORE:_PAD_BEFORE + height, _PAD_BEFORE:_PAD_BEFORE + width] = level.view(
+                batch, height, width, heads, channels)
+    return table.view(-1, channels), starts
+
+
+def _softmax_small_last_dim(x: Tensor) -> Tensor:
+    """``x.softmax(-1)`` for a short last dimension (a deformable head's ``levels * points``
+    weights): torch's CPU kernel vectorises along that dimension, 6x slower there than these
+    four whole-tensor steps (12 weights of 43008 heads, 2 cores). Equal to float rounding."""
+    x = (x - x.amax(-1, keepdim=True)).exp_()
+    return x.div_(x.sum(-1, keepdim=True))
+
+
+def sample_at_pixels(value: Tensor, shapes: Sequence[Tuple[int, int]], pixels_x: Tensor,
+                     pixels_y: Tensor, attention_weights: Tensor) -> Tensor:
+    """Bilinear samples at pixel coordinates, weighted and summed per query and head: mmcv's
+    deformable-attention sampling (zero padding), as one ``embedding_bag``.
+
+    Each query and head is a bag of ``4 * levels * points`` rows of a table holding every
+    level's values: a sampling location's four bilinear corners, weighted by the corner's
+    bilinear weight times the location's attention weight.
+
+    Args:
+        value: ``(B, S, heads, C')``, the levels' maps flattened and concatenated.
+        shapes: ``levels`` ``(h, w)``, ``sum(h * w) == S``.
+        pixels_x, pixels_y: ``(B, Q, heads, levels, points)`` sampling locations in pixels of
+            each level, ``align_corners=False`` (the first pixel's centre is 0; outside is
+            zero padding).
+        attention_weights: ``(B, Q, heads, levels, points)``.
+
+    Returns:
+        ``(B, Q, heads * C')``.
+
+    Every per-level constant below is expanded to the full ``(heads, levels, points)`` shape,
+    and a bag lists its corners first: torch's CPU kernels run at vector speed on operands
+    that vary along all trailing dimensions, and tens of times slower when one of them is
+    constant along the innermost (a level's size across the points and ``(x, y)``, a corner's
+    index offset across the four corners).
+    """
+    batch, _, heads, channels = value.shape
+    _, num_queries, _, levels, points = pixels_x.shape
+    table, starts = _padded_table(value, shapes)
+    image_pixels = table.shape[0] // (batch * heads)
+    index_dtype = torch.int32 if table.shape[0] < 2**31 else torch.long
+    device = pixels_x.device
+
+    def per_level(values, dtype):  # one value per level -> (heads, levels, points)
+        values = torch.tensor(values, dtype=dtype, device=device)
+        return values[None, :, None].expand(heads, levels, points).contiguous()
+
+    row_len = [w + _PAD_BEFORE + _PAD_AFTER for _, w in shapes]
+    corners, fractions = [], []
+    for pixels, sizes in ((pixels_x, [w for _, w in shapes]), (pixels_y, [h for h, _ in shapes])):
+        # A location further out than one pixel has all its corners in the zero border, as
+        # its zero-padded samples are.
+        pixels = torch.minimum(pixels.clamp(min=-1.0), per_level(sizes, pixels.dtype))
+        corner = pixels.floor()
+        fractions.append(pixels.sub_(corner))
+        corners.append(corner.to(index_dtype))
+    # Table row of the top-left corner: (image pixel) * heads + head.
+    first = per_level([start + _PAD_BEFORE * (length + 1) for start, length in
+                       zip(starts, row_len)], index_dtype)
+    first = ((first + torch.arange(batch, dtype=index_dtype, device=device).view(batch, 1, 1, 1)
+              * image_pixels) * heads
+             + torch.arange(heads, dtype=index_dtype, device=device).view(heads, 1, 1))
+    top_left = corners[1] * per_level([n * heads for n in row_len], index_dtype)
+    top_left += first.view(batch, 1, heads, levels, points)
+    top_left += corners[0] * heads
+    index = top_left.new_empty(batch, num_queries, heads, 4, levels, points)
+    for k, step in enumerate(([0] * levels, [heads] * levels, [n * heads for n in row_len],
+                              [(n + 1) * heads for n in row_len])):
+        torch.add(top_left, per_level(step, index_dtype), out=index[:, :, :, k])
+    frac_x, frac_y = fractions
+    lower = attention_weights * frac_y
+    upper = attention_weights - lower
+    left = 1 - frac_x
+    weights = torch.stack([upper * left, upper * frac_x, lower * left, lower * frac_x], 3)
+    bags = batch * num_queries * heads
+    out = F.embedding_bag(index.view(bags, -1), table, per_sample_weights=weights.view(bags, -1),
+                          mode='sum')
+    return out.view(batch, num_queries, heads * channels)
 
 
 def multi_scale_deformable_attn_cpu(value: Tensor, spatial_shapes: Sequence[Tuple[int, int]],
                                     sampling_locations: Tensor,
                                     attention_weights: Tensor) -> Tensor:
     """The result of mmcv's ``multi_scale_deformable_attn_pytorch`` (bilinear sampling with
-    zero padding, ``align_corners=False``), as one ``embedding_bag``.
-
-    Each query and head is a bag of ``levels * points * 4`` rows of a table holding every
-    level's values: a sampling location's four bilinear corners, weighted by the corner's
-    bilinear weight times the location's attention weight. Differentiable in all inputs
-    (through ``embedding_bag``'s own backward, which is slower than ``grid_sample``'s: train
-    with :func:`multi_scale_deformable_attn_grid_sample`).
+    zero padding, ``align_corners=False``) through :func:`sample_at_pixels`. Differentiable in
+    all inputs (through ``embedding_bag``'s own backward, which is slower than
+    ``grid_sample``'s: train with :func:`multi_scale_deformable_attn_grid_sample`).
 
     Args:
         value: ``(B, S, heads, C')``, the levels' maps flattened and concatenated.
@@ -56,37 +139,10 @@ def multi_scale_deformable_attn_cpu(value: Tensor, spatial_shapes: Sequence[Tupl
     Returns:
         ``(B, Q, heads * C')``.
     """
-    batch, _, heads, channels = value.shape
-    _, num_queries, _, levels, points, _ = sampling_locations.shape
     shapes = [(int(h), int(w)) for h, w in spatial_shapes]
-    table, starts = _padded_table(value, shapes)
-    rows_per_head = table.shape[0] // (batch * heads)
     sizes = sampling_locations.new_tensor([(w, h) for h, w in shapes])  # (levels, 2) x, y
-    # Pixel coordinates (align_corners=False), clamped to the border: a location further out
-    # has both corners in the zero border, as its zero-padded samples are.
     pixels = torch.addcmul(sizes.new_tensor(-0.5), sampling_locations, sizes[:, None])
-    pixels = torch.maximum(torch.minimum(pixels, sizes[:, None]), sizes.new_tensor(-1.0))
-    corner = pixels.floor()
-    frac = pixels - corner
-    corner = corner.long()
-    row_len = torch.tensor([w + _PAD_BEFORE + _PAD_AFTER for _, w in shapes],
-                           device=corner.device).view(levels, 1)
-    offset = (torch.arange(batch * heads, device=corner.device).view(batch, 1, heads, 1, 1)
-              * rows_per_head + torch.tensor(starts, device=corner.device).view(levels, 1)
-              + _PAD_BEFORE * (row_len + 1))
-    top_left = torch.addcmul(offset, corner[..., 1], row_len) + corner[..., 0]
-    corners = torch.stack([torch.zeros_like(row_len), torch.ones_like(row_len), row_len,
-                           row_len + 1], -1)  # (levels, 1, 4)
-    index = top_left[..., None] + corners
-    frac_x, frac_y = frac[..., 0], frac[..., 1]
-    lower = attention_weights * frac_y
-    upper = attention_weights - lower
-    left = 1 - frac_x
-    weights = torch.stack([upper * left, upper * frac_x, lower * left, lower * frac_x], -1)
-    bags = batch * num_queries * heads
-    out = F.embedding_bag(index.view(bags, -1), table, per_sample_weights=weights.view(bags, -1),
-                          mode='sum')
-    return out.view(batch, num_queries, heads * channels)
+    return sample_at_pixels(value, shapes, pixels[..., 0], pixels[..., 1], attention_weights)
 
 
 def multi_scale_deformable_attn_grid_sample(value: Tensor,
@@ -150,26 +206,62 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         if key_padding_mask is not None:
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
         value = value.view(batch, value.shape[1], self.num_heads, -1)
-        offsets = self.sampling_offsets(query).view(batch, num_queries, self.num_heads,
-                                                    self.num_levels, self.num_points, 2)
-        weights = self.attention_weights(query).view(
-            batch, num_queries, self.num_heads, self.num_levels * self.num_points).softmax(-1)
-        weights = weights.view(batch, num_queries, self.num_heads, self.num_levels,
-                               self.num_points)
-        # Offsets are in pixels of each level: normalise by its (w, h).
-        normaliser = spatial_shapes.flip(-1).to(offsets.dtype)
-        locations = reference_points[:, :, None, :, None, :] \
-            + offsets / normaliser[None, None, None, :, None, :]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (value, locations, weights)):
-            output = multi_scale_deformable_attn_grid_sample(value, spatial_shapes.tolist(),
-                                                             locations, weights)
+        heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        tracked = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (query, value, reference_points, *self.parameters()))
+        if not tracked:
+            shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+            weights = _softmax_small_last_dim(self.attention_weights(query).view(
+                batch, num_queries, heads, levels * points))
+            pixels = self._sampling_pixels(query, reference_points, shapes)
+            output = sample_at_pixels(value, shapes, pixels[:, :, :, 0], pixels[:, :, :, 1],
+                                      weights.view(batch, num_queries, heads, levels, points))
         else:
-            output = multi_scale_deformable_attn_cpu(value, spatial_shapes.tolist(), locations,
-                                                     weights)
+            offsets = self.sampling_offsets(query).view(batch, num_queries, heads, levels,
+                                                        points, 2)
+            weights = self.attention_weights(query).view(
+                batch, num_queries, heads, levels * points).softmax(-1)
+            # Offsets are in pixels of each level: normalise by its (w, h).
+            normaliser = spatial_shapes.flip(-1).to(offsets.dtype)
+            locations = reference_points[:, :, None, :, None, :] \
+                + offsets / normaliser[None, None, None, :, None, :]
+            output = multi_scale_deformable_attn_grid_sample(
+                value, spatial_shapes.tolist(), locations,
+                weights.view(batch, num_queries, heads, levels, points))
         output = self.output_proj(output)
         if not self.batch_first:
             output = output.transpose(0, 1)
         return self.dropout(output) + identity
+
+    def _sampling_pixels(self, query: Tensor, reference_points: Tensor,
+                         shapes: Sequence[Tuple[int, int]]) -> Tensor:
+        """``(B, Q, heads, 2, levels, points)`` sampling locations ``(x, y)`` in pixels of
+        each level (``align_corners=False``), from ``(B, Q, C)`` queries and
+        ``(B, Q, levels, 2)`` reference points in ``[0, 1]``.
+
+        mmcv samples at ``(reference + offset / size) * size - 0.5`` pixels, which is
+        ``reference * size + offset - 0.5``: one product adds the reference term to the
+        offsets (the same locations to float rounding, without a division and a broadcast
+        along the heads and points that took 5 ms a layer at 5376 queries on 2 cores). The
+        offset layer's outputs are reordered so that a head's x and y are contiguous planes."""
+        batch, num_queries, channels = query.shape
+        heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        linear = self.sampling_offsets
+        weight = linear.weight.view(heads, levels, points, 2, channels).permute(0, 3, 1, 2, 4)
+        bias = (linear.bias if linear.bias is not None else query.new_zeros(linear.out_features))
+        bias = bias.view(heads, levels, points, 2).permute(0, 3, 1, 2)
+        offsets = onednn_linear(query, weight.reshape(-1, channels), bias.reshape(-1) - 0.5)
+        # (levels * 2, heads * 2 * levels * points): reference coordinate (l, xy) times the
+        # level's size goes to every offset of level l along xy.
+        sizes = query.new_tensor([(w, h) for h, w in shapes])  # (levels, 2) x, y
+        eye_levels = torch.eye(levels, dtype=query.dtype, device=query.device)
+        eye_xy = torch.eye(2, dtype=query.dtype, device=query.device)
+        spread = (eye_levels[:, None, None, None, :, None] * eye_xy[None, :, None, :, None, None]
+                  * sizes[:, :, None, None, None, None])
+        spread = spread.expand(levels, 2, heads, 2, levels, points).reshape(levels * 2, -1)
+        pixels = torch.addmm(offsets.view(batch * num_queries, -1),
+                             reference_points.reshape(batch * num_queries, levels * 2), spread)
+        return pixels.view(batch, num_queries, heads, 2, levels, points)
 
 
 def convert_deformable_attention(module: nn.Module) -> nn.Module:
