@@ -98,11 +98,11 @@ def sample_at_pixels(value: Tensor, shapes: Sequence[Tuple[int, int]], pixels_x:
         fractions.append(pixels.sub_(corner))
         corners.append(corner.to(index_dtype))
     # Table row of the top-left corner: (image pixel) * heads + head.
-    first = per_level([start + _PAD_BEFORE * (length + 1) for start, length in
-                       zip(starts, row_len)], index_dtype)
-    first = ((first + torch.arange(batch, dtype=index_dtype, device=device).view(batch, 1, 1, 1)
-              * image_pixels) * heads
-             + torch.arange(heads, dtype=index_dtype, device=device).view(heads, 1, 1))
+    level_first = per_level([start + _PAD_BEFORE * (length + 1) for start, length in
+                             zip(starts, row_len)], index_dtype)
+    image_first = torch.arange(batch, dtype=index_dtype, device=device) * image_pixels
+    head = torch.arange(heads, dtype=index_dtype, device=device).view(heads, 1, 1)
+    first = (level_first + image_first.view(batch, 1, 1, 1)) * heads + head
     top_left = corners[1] * per_level([n * heads for n in row_len], index_dtype)
     top_left += first.view(batch, 1, heads, levels, points)
     top_left += corners[0] * heads
@@ -203,7 +203,7 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
             query, value = query.transpose(0, 1), value.transpose(0, 1)
         batch, num_queries, _ = query.shape
         value = self.value_proj(value)
-        if key_padding_mask is not None:
+        if key_padding_mask is not None and key_padding_mask.any():
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
         value = value.view(batch, value.shape[1], self.num_heads, -1)
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
@@ -251,16 +251,15 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         bias = (linear.bias if linear.bias is not None else query.new_zeros(linear.out_features))
         bias = bias.view(heads, levels, points, 2).permute(0, 3, 1, 2)
         offsets = onednn_linear(query, weight.reshape(-1, channels), bias.reshape(-1) - 0.5)
-        # (levels * 2, heads * 2 * levels * points): reference coordinate (l, xy) times the
-        # level's size goes to every offset of level l along xy.
-        sizes = query.new_tensor([(w, h) for h, w in shapes])  # (levels, 2) x, y
-        eye_levels = torch.eye(levels, dtype=query.dtype, device=query.device)
-        eye_xy = torch.eye(2, dtype=query.dtype, device=query.device)
-        spread = (eye_levels[:, None, None, None, :, None] * eye_xy[None, :, None, :, None, None]
-                  * sizes[:, :, None, None, None, None])
-        spread = spread.expand(levels, 2, heads, 2, levels, points).reshape(levels * 2, -1)
+        # Reference coordinate (level, x or y) times the level's width or height goes to
+        # every offset of that level along that axis.
+        spread = query.new_zeros(levels, 2, heads, 2, levels, points)
+        for level, (height, width) in enumerate(shapes):
+            spread[level, 0, :, 0, level] = width
+            spread[level, 1, :, 1, level] = height
         pixels = torch.addmm(offsets.view(batch * num_queries, -1),
-                             reference_points.reshape(batch * num_queries, levels * 2), spread)
+                             reference_points.reshape(batch * num_queries, levels * 2),
+                             spread.view(levels * 2, -1))
         return pixels.view(batch, num_queries, heads, 2, levels, points)
 
 

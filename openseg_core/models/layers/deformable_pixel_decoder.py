@@ -17,8 +17,7 @@ class FastMSDeformAttnPixelDecoder(MSDeformAttnPixelDecoder):
     copy, made in two passes, which is then added to the NHWC lateral map. That was 45 ms of
     the reference model's 512 x 512 inference on 2 cores (docs/reference_model.md). Here each
     level of the output is viewed as ``(B, h, w, C)`` and permuted, which gives the canonical
-    channels-last strides. The encoder also gets no padding mask instead of an all-False one,
-    which its attention would apply to every value in every layer.
+    channels-last strides. No padding masks are built: mmdet's are all False.
 
     mmdet builds this decoder by class inside Mask2Former-style configs, so a built one is
     converted in place (:func:`convert_pixel_decoder`), as the deformable attention is.
