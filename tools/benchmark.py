@@ -31,6 +31,7 @@ from mmengine.structures import InstanceData, PixelData
 
 from openseg_core.engine.cli import load_config, run_tool
 from openseg_core.models.layers import convert_fast_layers, onednn_linear
+from openseg_core.models.layers.linear import flop_formulas
 from openseg_core.plugins import get_plugin_manager
 from openseg_core.registry import MODELS
 from openseg_core.utils.memory import peak_step_memory_mb, return_large_frees
@@ -136,7 +137,7 @@ def count_flops(step: Callable, model, training: bool) -> int:
     for p in trainable:
         p.requires_grad_(False)
     try:
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=flop_formulas()) as counter:
             step()
     finally:
         for p in trainable:

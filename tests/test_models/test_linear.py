@@ -1,20 +1,33 @@
 """Linear layers through oneDNN: torch's values and gradients, on the path that runs them."""
+import copy
+import io
+
 import pytest
 import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks.wrappers import Linear as MMCVLinear
 from torch import nn
 
-from openseg_core.models.layers import OneDNNLinear, convert_linear, onednn_linear
-from openseg_core.models.layers.linear import MIN_ROWS_INFERENCE, MIN_ROWS_TRAINING
+from openseg_core.models.layers import (OneDNNLinear, WeightCopies, convert_linear,
+                                        onednn_linear, weight_copies)
+from openseg_core.models.layers.linear import (MIN_ROWS_INFERENCE, MIN_ROWS_POINTWISE,
+                                               MIN_ROWS_TRAINING)
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
 
-def _count_convolutions(fn) -> int:
+def _count(fn, name: str) -> int:
     with torch.profiler.profile() as prof:
         fn()
-    return sum(e.count for e in prof.key_averages() if e.key == 'aten::convolution')
+    return sum(e.count for e in prof.key_averages() if e.key == name)
+
+
+def _count_convolutions(fn) -> int:
+    return _count(fn, 'aten::convolution')
+
+
+def _count_inner_products(fn) -> int:
+    return _count(fn, 'mkldnn::_linear_pointwise')
 
 
 @pytest.mark.parametrize('shape', [(MIN_ROWS_TRAINING, 24), (3, 100, 24)])
@@ -38,21 +51,57 @@ def test_onednn_linear_gives_torch_values_and_gradients(shape):
                                    rtol=1e-5, atol=1e-5)
 
 
-def test_onednn_linear_takes_the_convolution_only_for_enough_rows():
+def test_onednn_linear_picks_the_kernel_by_rows_gradients_and_layout():
     weight = torch.randn(8, 16)
     with torch.no_grad():
-        assert _count_convolutions(
-            lambda: onednn_linear(torch.randn(MIN_ROWS_INFERENCE, 16), weight)) == 1
-        assert _count_convolutions(
-            lambda: onednn_linear(torch.randn(MIN_ROWS_INFERENCE - 1, 16), weight)) == 0
-        assert _count_convolutions(
+        assert _count_inner_products(
+            lambda: onednn_linear(torch.randn(MIN_ROWS_POINTWISE, 16), weight)) == 1
+        assert _count_inner_products(
+            lambda: onednn_linear(torch.randn(MIN_ROWS_POINTWISE - 1, 16), weight)) == 0
+        assert _count_inner_products(
             lambda: onednn_linear(torch.randn(MIN_ROWS_INFERENCE, 16).double(),
                                   weight.double())) == 0
+        # A slice that starts inside its storage: the inner product through a module's
+        # copies only, the convolution otherwise.
+        stacked = torch.randn(16, 16)
+        assert _count_convolutions(
+            lambda: onednn_linear(torch.randn(MIN_ROWS_INFERENCE, 16), stacked[8:])) == 1
+        assert _count_inner_products(
+            lambda: onednn_linear(torch.randn(MIN_ROWS_INFERENCE, 16), stacked[8:],
+                                  copies=WeightCopies())) == 1
     trained = weight.clone().requires_grad_(True)
     assert _count_convolutions(
         lambda: onednn_linear(torch.randn(MIN_ROWS_TRAINING - 1, 16), trained)) == 0
     assert _count_convolutions(
         lambda: onednn_linear(torch.randn(MIN_ROWS_TRAINING, 16), trained)) == 1
+    assert _count_inner_products(
+        lambda: onednn_linear(torch.randn(MIN_ROWS_TRAINING, 16), trained)) == 0
+
+
+def test_weight_copies_follow_in_place_changes_and_are_not_saved():
+    torch.manual_seed(0)
+    attn = nn.MultiheadAttention(16, 2, batch_first=True)
+    x = torch.randn(MIN_ROWS_INFERENCE, 16)
+    key_weight = attn.in_proj_weight[16:32]
+    copies = weight_copies(attn)
+    assert weight_copies(attn) is copies
+    with torch.no_grad():
+        torch.testing.assert_close(onednn_linear(x, key_weight, copies=copies),
+                                   F.linear(x, key_weight), rtol=1e-5, atol=1e-5)
+        attn.in_proj_weight.mul_(2)  # as an optimiser step or load_state_dict would
+        torch.testing.assert_close(onednn_linear(x, key_weight, copies=copies),
+                                   F.linear(x, key_weight), rtol=1e-5, atol=1e-5)
+    # oneDNN's copies cannot be pickled: a deep copy or a saved module starts without them.
+    clone = copy.deepcopy(attn)
+    assert weight_copies(clone) is not copies
+    buffer = io.BytesIO()
+    torch.save(attn, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)  # the module this test just saved
+    with torch.no_grad():
+        torch.testing.assert_close(
+            onednn_linear(x, loaded.in_proj_weight[16:32], copies=weight_copies(loaded)),
+            F.linear(x, key_weight), rtol=1e-5, atol=1e-5)
 
 
 def test_convert_linear_swaps_plain_layers_and_keeps_the_state_dict():
@@ -69,3 +118,17 @@ def test_convert_linear_swaps_plain_layers_and_keeps_the_state_dict():
     assert [type(m) for m in model] == [OneDNNLinear, OneDNNLinear, Lora, nn.ReLU]
     assert model.state_dict().keys() == state.keys()
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_flop_formulas_count_the_inner_product_as_torch_counts_a_linear_layer():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from openseg_core.models.layers.linear import flop_formulas
+    x, weight = torch.randn(2, MIN_ROWS_INFERENCE, 16), torch.randn(8, 16)
+    counts = []
+    for fn in (lambda: F.linear(x, weight), lambda: onednn_linear(x, weight)):
+        with torch.no_grad(), FlopCounterMode(display=False,
+                                              custom_mapping=flop_formulas()) as counter:
+            fn()
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] == 2 * 2 * MIN_ROWS_INFERENCE * 16 * 8
