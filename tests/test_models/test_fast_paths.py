@@ -5,7 +5,8 @@ The fixture was written by :func:`reference_outputs` at commit 53481e7 (before t
 ``torch.save(reference_outputs(), path)``. What changed since computes the same functions in
 another order (deformable-attention sampling as one ``embedding_bag``, attention through
 ``scaled_dot_product_attention``, intermediate attention masks from resized mask features,
-mask-logit gradients only for the matched queries), so results agree to float rounding.
+mask-logit gradients only for the matched queries, the backbone's batch norms folded into its
+convolutions), so results agree to float rounding.
 """
 from pathlib import Path
 
@@ -152,9 +153,11 @@ def test_a_built_model_runs_the_fast_layers_without_init_weights():
 
     from openseg_core.models.layers import (FastMSDeformAttnPixelDecoder,
                                             FastMultiScaleDeformableAttention,
+                                            FoldedBatchNorm2d, FoldedConv2d,
                                             FusedMultiheadAttention, OneDNNLinear)
     model = MODELS.build(Config.fromfile(resolve_config(CONFIG)).model)
     kinds = {type(m) for m in model.modules()}
     assert {FastMultiScaleDeformableAttention, FusedMultiheadAttention, OneDNNLinear,
-            FastMSDeformAttnPixelDecoder} <= kinds
-    assert not kinds & {MultiScaleDeformableAttention, nn.Linear, MSDeformAttnPixelDecoder}
+            FastMSDeformAttnPixelDecoder, FoldedConv2d, FoldedBatchNorm2d} <= kinds
+    assert not kinds & {MultiScaleDeformableAttention, nn.Linear, MSDeformAttnPixelDecoder,
+                        nn.BatchNorm2d}

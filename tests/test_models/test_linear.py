@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.wrappers import Linear as MMCVLinear
 from torch import nn
 
-from openseg_core.models.layers import (OneDNNLinear, WeightCopies, convert_linear,
-                                        onednn_linear, weight_copies)
+from openseg_core.models.layers import (InferenceCache, OneDNNLinear, convert_linear,
+                                        inference_cache, onednn_linear)
 from openseg_core.models.layers.linear import (MIN_ROWS_INFERENCE, MIN_ROWS_POINTWISE,
                                                MIN_ROWS_TRAINING)
 
@@ -68,7 +68,7 @@ def test_onednn_linear_picks_the_kernel_by_rows_gradients_and_layout():
             lambda: onednn_linear(torch.randn(MIN_ROWS_INFERENCE, 16), stacked[8:])) == 1
         assert _count_inner_products(
             lambda: onednn_linear(torch.randn(MIN_ROWS_INFERENCE, 16), stacked[8:],
-                                  copies=WeightCopies())) == 1
+                                  cache=InferenceCache())) == 1
     trained = weight.clone().requires_grad_(True)
     assert _count_convolutions(
         lambda: onednn_linear(torch.randn(MIN_ROWS_TRAINING - 1, 16), trained)) == 0
@@ -78,29 +78,29 @@ def test_onednn_linear_picks_the_kernel_by_rows_gradients_and_layout():
         lambda: onednn_linear(torch.randn(MIN_ROWS_TRAINING, 16), trained)) == 0
 
 
-def test_weight_copies_follow_in_place_changes_and_are_not_saved():
+def test_cached_weight_copies_follow_in_place_changes_and_are_not_saved():
     torch.manual_seed(0)
     attn = nn.MultiheadAttention(16, 2, batch_first=True)
     x = torch.randn(MIN_ROWS_INFERENCE, 16)
     key_weight = attn.in_proj_weight[16:32]
-    copies = weight_copies(attn)
-    assert weight_copies(attn) is copies
+    cache = inference_cache(attn)
+    assert inference_cache(attn) is cache
     with torch.no_grad():
-        torch.testing.assert_close(onednn_linear(x, key_weight, copies=copies),
+        torch.testing.assert_close(onednn_linear(x, key_weight, cache=cache),
                                    F.linear(x, key_weight), rtol=1e-5, atol=1e-5)
         attn.in_proj_weight.mul_(2)  # as an optimiser step or load_state_dict would
-        torch.testing.assert_close(onednn_linear(x, key_weight, copies=copies),
+        torch.testing.assert_close(onednn_linear(x, key_weight, cache=cache),
                                    F.linear(x, key_weight), rtol=1e-5, atol=1e-5)
     # oneDNN's copies cannot be pickled: a deep copy or a saved module starts without them.
     clone = copy.deepcopy(attn)
-    assert weight_copies(clone) is not copies
+    assert inference_cache(clone) is not cache
     buffer = io.BytesIO()
     torch.save(attn, buffer)
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=False)  # the module this test just saved
     with torch.no_grad():
         torch.testing.assert_close(
-            onednn_linear(x, loaded.in_proj_weight[16:32], copies=weight_copies(loaded)),
+            onednn_linear(x, loaded.in_proj_weight[16:32], cache=inference_cache(loaded)),
             F.linear(x, key_weight), rtol=1e-5, atol=1e-5)
 
 

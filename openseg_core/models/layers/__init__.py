@@ -6,13 +6,17 @@ from .deformable_attention import (FastMultiScaleDeformableAttention,
                                    multi_scale_deformable_attn_grid_sample, sample_at_pixels)
 from .deformable_pixel_decoder import FastMSDeformAttnPixelDecoder, convert_pixel_decoder
 from .fast_layers import convert_fast_layers
-from .linear import OneDNNLinear, WeightCopies, convert_linear, onednn_linear, weight_copies
+from .folded_batch_norm import (FoldedBatchNorm2d, FoldedConv2d, convert_batch_norm_folding,
+                                fold_batch_norm)
+from .inference_cache import InferenceCache, inference_cache
+from .linear import OneDNNLinear, convert_linear, onednn_linear
 from .mask_logits import mask_logits
 
 __all__ = ['FusedMultiheadAttention', 'convert_multihead_attention',
            'FastMultiScaleDeformableAttention', 'convert_deformable_attention',
            'multi_scale_deformable_attn_cpu', 'multi_scale_deformable_attn_grid_sample',
            'sample_at_pixels',
-           'mask_logits', 'OneDNNLinear', 'convert_linear', 'onednn_linear', 'WeightCopies',
-           'weight_copies',
-           'convert_fast_layers', 'FastMSDeformAttnPixelDecoder', 'convert_pixel_decoder']
+           'mask_logits', 'OneDNNLinear', 'convert_linear', 'onednn_linear', 'InferenceCache',
+           'inference_cache',
+           'convert_fast_layers', 'FoldedConv2d', 'FoldedBatchNorm2d', 'fold_batch_norm',
+           'convert_batch_norm_folding', 'FastMSDeformAttnPixelDecoder', 'convert_pixel_decoder']

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import MultiheadAttention as MMCVMultiheadAttention
 from torch import Tensor, nn
 
-from .linear import onednn_linear, weight_copies
+from .inference_cache import inference_cache
+from .linear import onednn_linear
 
 
 class FusedMultiheadAttention(nn.MultiheadAttention):
@@ -38,8 +39,8 @@ class FusedMultiheadAttention(nn.MultiheadAttention):
         batch, length, dims = query.shape
         weights = self.in_proj_weight.chunk(3)
         biases = (None, ) * 3 if self.in_proj_bias is None else self.in_proj_bias.chunk(3)
-        copies = weight_copies(self)
-        q, k, v = (onednn_linear(x, w, b, copies).view(batch, -1, self.num_heads, self.head_dim)
+        cache = inference_cache(self)
+        q, k, v = (onednn_linear(x, w, b, cache).view(batch, -1, self.num_heads, self.head_dim)
                    .transpose(1, 2) for x, w, b in zip((query, key, value), weights, biases))
         mask = _merged_mask(attn_mask, key_padding_mask, batch, self.num_heads, q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,

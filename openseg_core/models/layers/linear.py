@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.wrappers import Linear as MMCVLinear
 from torch import Tensor, nn
 
+from .inference_cache import InferenceCache
+
 #: Fewest rows worth a convolution call, measured on the project's CPU: below them the call's
 #: overhead outweighs the faster kernel. The backward of a 1 x 1 convolution is slower than
 #: MKL's for a hundred rows and faster from a few hundred, hence the higher floor with autograd.
@@ -59,53 +61,25 @@ def onednn_usable(*tensors: Tensor) -> bool:
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
-class WeightCopies:
-    """A module's inference copies of weight slices (``in_proj_weight[dims:2 * dims]``), in
-    oneDNN's own layout: the inner product refuses a weight that starts inside its storage.
-
-    A copy is remade when its weight changes in place (an optimiser step, ``load_state_dict``;
-    torch's version counter) and never pickled or deep-copied (the copy of a module starts
-    empty and copies again).
-    """
-
-    def __init__(self):
-        self._copies = {}
-
-    def get(self, weight: Tensor) -> Tensor:
-        """``weight`` as the inner product takes it, copied once per version."""
-        key = (weight.data_ptr(), tuple(weight.shape), weight.stride())
-        version, copy = self._copies.get(key, (None, None))
-        if version != weight._version:
-            # The layout oneDNN picks for products of 64 rows: as fast as any from 4 rows
-            # to thousands (a layout for one row is slower from 16).
-            copy = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 64)
-            self._copies[key] = (weight._version, copy)
-        return copy
-
-    def __getstate__(self):
-        return {'_copies': {}}
-
-    def __deepcopy__(self, memo):
-        return WeightCopies()
-
-
-def weight_copies(module: nn.Module) -> WeightCopies:
-    """``module``'s :class:`WeightCopies`, made on first use (the converted layers are swapped
-    classes whose ``__init__`` did not run)."""
-    copies = module.__dict__.get('_onednn_weight_copies')
-    if copies is None:
-        copies = module.__dict__['_onednn_weight_copies'] = WeightCopies()
-    return copies
+def _copy_of(weight: Tensor, cache: InferenceCache) -> Tensor:
+    """``weight`` in oneDNN's own layout, copied once per version."""
+    # The layout oneDNN picks for products of 64 rows: as fast as any from 4 rows to
+    # thousands (a layout for one row is slower from 16).
+    return cache.get(('inner_product', weight.storage_offset(), tuple(weight.shape),
+                      weight.stride()),
+                     (weight, ), lambda: torch.ops.mkldnn._reorder_linear_weight(
+                         weight.detach().contiguous(), 64))
 
 
 def onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
-                  copies: Optional[WeightCopies] = None) -> Tensor:
+                  cache: Optional[InferenceCache] = None) -> Tensor:
     """``F.linear(x, weight, bias)`` (``(..., in)`` -> ``(..., out)``) on float32 CPU tensors
     with enough rows: without gradients oneDNN's inner product, with them a 1 x 1
     convolution; ``F.linear`` elsewhere.
 
-    A weight that starts inside its storage (a slice of torch's ``in_proj_weight``) takes
-    the inner product through ``copies`` only, the convolution otherwise.
+    The inner product refuses a weight that starts inside its storage (a slice of torch's
+    ``in_proj_weight``): such a weight takes it through a copy kept in ``cache`` (the calling
+    module's, :func:`inference_cache`), the convolution without one.
     The same values to float summation order (about 1e-6 relative).
     """
     rows = x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
@@ -114,8 +88,8 @@ def onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
             and onednn_usable(x, weight)
             and (bias is None or bias.dtype == torch.float32)):
         plain = weight.storage_offset() == 0 and weight.is_contiguous()
-        if plain or copies is not None:
-            return _pointwise_linear(x, weight if plain else copies.get(weight), bias,
+        if plain or cache is not None:
+            return _pointwise_linear(x, weight if plain else _copy_of(weight, cache), bias,
                                      'none', [], '')
     if (rows < (MIN_ROWS_TRAINING if tracked else MIN_ROWS_INFERENCE)
             or not onednn_usable(x, weight)):

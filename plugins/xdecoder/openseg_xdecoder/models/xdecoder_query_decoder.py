@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openseg_core.models.interfaces import implements
-from openseg_core.models.layers import mask_logits, onednn_linear, weight_copies
+from openseg_core.models.layers import inference_cache, mask_logits, onednn_linear
 from openseg_core.models.mask_classification import (MaskedAttentionQueryDecoder,
                                                       QueryDecoderOutput)
 from openseg_core.models.mask_classification.query_decoder import TINY_DECODER
@@ -67,7 +67,7 @@ def _in_proj(attn: nn.MultiheadAttention, x: Tensor, part: int) -> Tensor:
     dims = attn.embed_dim
     bias = None if attn.in_proj_bias is None else attn.in_proj_bias[part * dims:(part + 1) * dims]
     return onednn_linear(x, attn.in_proj_weight[part * dims:(part + 1) * dims], bias,
-                         weight_copies(attn))
+                         inference_cache(attn))
 
 
 def _attend(attn: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tensor,
