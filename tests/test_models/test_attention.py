@@ -71,3 +71,25 @@ def test_converted_attention_builds_its_masks_on_the_inputs_device():
                   attn_mask=torch.zeros(2 * 4, 5, 9, dtype=torch.bool, device='meta'),
                   key_padding_mask=torch.zeros(2, 9, dtype=torch.bool, device='meta'))
     assert out.shape == (2, 5, 16) and out.device.type == 'meta'
+
+
+def test_a_mask_repeated_over_heads_by_a_view_is_converted_once_and_gives_torchs_outputs():
+    from openseg_core.models.mask_classification.query_decoder import repeat_over_heads
+    torch.manual_seed(0)
+    attn = nn.MultiheadAttention(16, 4, batch_first=True)
+    query, key = torch.randn(1, 5, 16), torch.randn(1, 70, 16)
+    blocked = torch.rand(1, 5, 70) < 0.5
+    blocked[..., 0] = False
+    repeated = repeat_over_heads(blocked, 4)
+    assert repeated.stride(0) == 0  # one image: a view
+    assert torch.equal(repeated, blocked.repeat_interleave(4, dim=0))
+    assert repeat_over_heads(blocked.expand(2, -1, -1), 4).stride(0) != 0  # two: a copy
+    with torch.no_grad():
+        expected = attn(query, key, key, attn_mask=repeated)[0]  # torch's own attention
+        attn.__class__ = FusedMultiheadAttention
+        with torch.profiler.profile(record_shapes=True) as prof:
+            out = attn(query, key, key, attn_mask=repeated)[0]
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    fills = [e for e in prof.key_averages(group_by_input_shape=True)
+             if e.key == 'aten::masked_fill_']
+    assert [e.input_shapes[0] for e in fills] == [[1, 5, 70]]  # not (4, 5, 70)

@@ -56,6 +56,10 @@ def _merged_mask(attn_mask: Optional[Tensor], key_padding_mask: Optional[Tensor]
     or ``(B * heads, L, S)``, ``key_padding_mask`` ``(B, S)``) -> one additive mask that
     broadcasts to ``(B, heads, L, S)``, or None."""
     def additive(mask: Tensor) -> Tensor:
+        if mask.dim() == 3 and mask.shape[0] > 1 and mask.stride(0) == 0:
+            # One mask repeated over the heads by a view (``repeat_over_heads``): converted
+            # once and broadcast, not materialised per head.
+            return additive(mask[:1]).expand(mask.shape)
         if mask.dtype == torch.bool:
             return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
                 mask, float('-inf'))

@@ -52,6 +52,15 @@ def resize_by_matrices(features: Tensor, size, interpolation: str = 'bilinear') 
     return resized.view(batch, size[0], size[1], channels).permute(0, 3, 1, 2)
 
 
+def repeat_over_heads(mask: Tensor, heads: int) -> Tensor:
+    """``(B, Q, S)`` -> ``(B * heads, Q, S)``, torch's layout of an attention mask. For one
+    image a view that repeats the mask without copying it: the fused attention converts it
+    once instead of once per head, and attends with it broadcast over the heads."""
+    if mask.shape[0] == 1:
+        return mask.expand(heads, -1, -1)
+    return mask.repeat_interleave(heads, dim=0)
+
+
 @dataclass
 class QueryDecoderOutput:
     """What a mask-classification query decoder returns, per prediction: ``L + 1`` entries,
@@ -221,7 +230,7 @@ class MaskedAttentionQueryDecoder(BaseModule):
             if extra_region is not None:
                 extra = self.blocked_outside(extra_region, attn_size)[:, None].expand_as(extra)
             blocked = torch.cat([blocked, extra], dim=1)
-        return queries, masks, blocked.repeat_interleave(self.num_heads, dim=0)
+        return queries, masks, repeat_over_heads(blocked, self.num_heads)
 
     def forward(self, mask_features: Tensor, memories: List[Tensor],
                 extra_queries: Optional[Tensor] = None,

@@ -10,7 +10,7 @@ from openseg_core.models.interfaces import implements
 from openseg_core.models.layers import inference_cache, mask_logits, onednn_linear
 from openseg_core.models.mask_classification import (MaskedAttentionQueryDecoder,
                                                       QueryDecoderOutput)
-from openseg_core.models.mask_classification.query_decoder import TINY_DECODER
+from openseg_core.models.mask_classification.query_decoder import TINY_DECODER, repeat_over_heads
 
 from ..registry import MODELS
 from .attention_masks import self_attention_mask
@@ -211,7 +211,7 @@ class XDecoderQueryDecoder(MaskedAttentionQueryDecoder):
                 text_rows = self.blocked_outside(text_region, attn_size)[:, None].expand(
                     -1, num_text, -1)
             rows.append(text_rows)
-        out['attn'] = torch.cat(rows, 1).repeat_interleave(self.num_heads, dim=0)
+        out['attn'] = repeat_over_heads(torch.cat(rows, 1), self.num_heads)
         return out
 
     # ------------------------------------------------------------------ cached captioning
