@@ -90,10 +90,9 @@ def test_norms_that_use_batch_statistics_are_not_folded_away():
 
 def test_kept_weights_follow_a_loaded_state_dict():
     torch.manual_seed(0)
-    conv, norm = nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6)
-    pair = nn.Sequential(conv, norm).eval()
+    pair = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6)).eval()
     reference = copy.deepcopy(pair)
-    assert fold_batch_norm(conv, norm) and type(conv) is FoldedConv2d
+    assert fold_batch_norm(pair, '0', '1') and type(pair[0]) is FoldedConv2d
     x = torch.randn(1, 4, 8, 8)
     with torch.no_grad():
         pair(x)  # keeps the folded weights of the initial statistics
@@ -105,10 +104,43 @@ def test_kept_weights_follow_a_loaded_state_dict():
         torch.testing.assert_close(pair(x), reference(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('replaced', ['norm', 'conv'])
+def test_a_pair_with_one_half_replaced_is_applied_once(replaced):
+    """torch's ``convert_sync_batchnorm`` replaces every batch norm (sharing its tensors); a
+    pass may replace convolutions too. The other half must then stop folding."""
+    torch.manual_seed(0)
+    reference = ResNet(depth=18, base_channels=8, frozen_stages=1)
+    _randomise_norms(reference)
+    model = convert_batch_norm_folding(copy.deepcopy(reference))
+    block = model.layer1[0]
+    if replaced == 'norm':
+        old = block.norm1
+        new = nn.BatchNorm2d(old.num_features)
+        new.weight, new.bias = old.weight, old.bias
+        new.running_mean, new.running_var = old.running_mean, old.running_var
+        setattr(block, block.norm1_name, new)
+    else:
+        old = block.conv1
+        new = nn.Conv2d(old.in_channels, old.out_channels, old.kernel_size, old.stride,
+                        old.padding, bias=False)
+        new.weight = old.weight
+        block.conv1 = new
+    for m in (model, reference):
+        m.eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        for out, exp in zip(model(x), reference(x)):
+            torch.testing.assert_close(out, exp, rtol=1e-4, atol=1e-4)
+
+
 def test_only_plain_pairs_are_folded():
-    assert not fold_batch_norm(nn.Conv2d(4, 6, 1), nn.BatchNorm2d(6, track_running_stats=False))
-    assert not fold_batch_norm(nn.Conv2d(4, 6, 1), nn.GroupNorm(2, 6))
-    assert not fold_batch_norm(nn.Conv2d(4, 6, 1), nn.BatchNorm2d(5))
+    def pair(conv, norm):
+        return nn.Sequential(conv, norm)
+
+    no_statistics = nn.BatchNorm2d(6, track_running_stats=False)
+    assert not fold_batch_norm(pair(nn.Conv2d(4, 6, 1), no_statistics), '0', '1')
+    assert not fold_batch_norm(pair(nn.Conv2d(4, 6, 1), nn.GroupNorm(2, 6)), '0', '1')
+    assert not fold_batch_norm(pair(nn.Conv2d(4, 6, 1), nn.BatchNorm2d(5)), '0', '1')
     unrelated = nn.Sequential(nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1))  # norm first
     convert_batch_norm_folding(unrelated)
     assert type(unrelated[0]) is nn.BatchNorm2d

@@ -132,3 +132,14 @@ def test_flop_formulas_count_the_inner_product_as_torch_counts_a_linear_layer():
             fn()
         counts.append(counter.get_total_flops())
     assert counts[0] == counts[1] == 2 * 2 * MIN_ROWS_INFERENCE * 16 * 8
+
+
+def test_a_trainable_bias_alone_still_gets_its_gradient():
+    """The inner product has no backward: a frozen weight with a trained bias (BitFit) must
+    not take it."""
+    weight, bias = torch.randn(8, 16), torch.randn(8, requires_grad=True)
+    x = torch.randn(MIN_ROWS_INFERENCE, 16)
+    out = onednn_linear(x, weight, bias)
+    (grad,) = torch.autograd.grad(out.square().sum(), bias)
+    (expected,) = torch.autograd.grad(F.linear(x, weight, bias).square().sum(), bias)
+    torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-4)

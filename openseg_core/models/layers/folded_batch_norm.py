@@ -26,29 +26,17 @@ class FoldedConv2d(nn.Conv2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        norm = self.__dict__['_folded_norm']
-        if norm.training:  # batch statistics: nothing to fold
+        norm = _folding_partner(self)
+        if norm is None:
             return super().forward(x)
-        sources = (self.weight, norm.weight, norm.bias, norm.running_mean, norm.running_var)
-        if self.bias is not None:
-            sources += (self.bias, )
+        sources = [t for t in (self.weight, self.bias, norm.weight, norm.bias,
+                               norm.running_mean, norm.running_var) if t is not None]
         if torch.is_grad_enabled() and any(t.requires_grad for t in sources):
-            weight, bias = self._folded()
+            weight, bias = _folded(self, norm)
         else:
-            weight, bias = inference_cache(self).get('folded_norm', sources, self._folded)
+            weight, bias = inference_cache(self).get('folded_norm', sources,
+                                                     lambda: _folded(self, norm))
         return self._conv_forward(x, weight, bias)
-
-    def _folded(self):
-        norm = self.__dict__['_folded_norm']
-        scale = norm.running_var.add(norm.eps).rsqrt()
-        if norm.weight is not None:
-            scale = scale * norm.weight
-        bias = -norm.running_mean if self.bias is None else self.bias - norm.running_mean
-        bias = bias * scale
-        if norm.bias is not None:
-            bias = bias + norm.bias
-        # In the weight's memory format (NHWC in a channels-last model).
-        return self.weight * scale.view(-1, 1, 1, 1), bias
 
 
 class FoldedBatchNorm2d(nn.BatchNorm2d):
@@ -56,22 +44,55 @@ class FoldedBatchNorm2d(nn.BatchNorm2d):
     evaluation mode (:class:`FoldedConv2d`): then its forward passes the input through."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training:
+        if _folding_partner(self) is None:
             return super().forward(x)
         return x
 
 
-def fold_batch_norm(conv: nn.Module, norm: nn.Module) -> bool:
-    """Make ``conv`` apply ``norm`` in evaluation mode (class swaps in place, state-dict keys
-    unchanged) when both are plain (``nn.Conv2d``, ``nn.BatchNorm2d`` with running
-    statistics and matching channels); return whether they were."""
+def _folding_partner(module: nn.Module):
+    """The other half of ``module``'s folded pair while the pair folds (the norm in evaluation
+    mode, both still where they were folded), else None.
+
+    The pair is looked up in its parent, not held: a pass that replaces one half (torch's
+    ``convert_sync_batchnorm`` swaps every batch norm) must leave the other half unfolded,
+    or the norm would be applied twice or not at all. (``copy.deepcopy`` of one half alone
+    copies its parent along, so that copy still folds: take the pair, or the parent.)"""
+    parent, conv_name, norm_name = module.__dict__['_folded_pair']
+    conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
+    if type(conv) is not FoldedConv2d or type(norm) is not FoldedBatchNorm2d or norm.training:
+        return None
+    if module is conv:
+        return norm
+    return conv if module is norm else None  # a copy of one half alone
+
+
+def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d):
+    """``conv``'s weight and bias with ``norm`` (running statistics) applied."""
+    scale = norm.running_var.add(norm.eps).rsqrt()
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    bias = -norm.running_mean if conv.bias is None else conv.bias - norm.running_mean
+    bias = bias * scale
+    if norm.bias is not None:
+        bias = bias + norm.bias
+    # In the weight's memory format (NHWC in a channels-last model).
+    return conv.weight * scale.view(-1, 1, 1, 1), bias
+
+
+def fold_batch_norm(parent: nn.Module, conv_name: str, norm_name: str) -> bool:
+    """Make ``parent``'s child ``conv_name`` apply its child ``norm_name`` in evaluation mode
+    (class swaps in place, state-dict keys unchanged) when both are plain (``nn.Conv2d``,
+    ``nn.BatchNorm2d`` with running statistics and matching channels) and ``parent``'s
+    forward gives the norm the convolution's output and nothing else; return whether they
+    were folded."""
+    conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
     if (type(conv) is not nn.Conv2d or type(norm) is not nn.BatchNorm2d
             or not norm.track_running_stats or norm.running_mean is None
             or norm.num_features != conv.out_channels):
         return False
-    conv.__class__ = FoldedConv2d
-    conv.__dict__['_folded_norm'] = norm
-    norm.__class__ = FoldedBatchNorm2d
+    pair = (parent, conv_name, norm_name)
+    conv.__class__, norm.__class__ = FoldedConv2d, FoldedBatchNorm2d
+    conv.__dict__['_folded_pair'] = norm.__dict__['_folded_pair'] = pair
     return True
 
 
@@ -82,13 +103,13 @@ def convert_batch_norm_folding(module: nn.Module) -> nn.Module:
 
     for child in module.modules():
         if isinstance(child, nn.Sequential):
-            layers = list(child)
-            for conv, norm in zip(layers, layers[1:]):
-                fold_batch_norm(conv, norm)
+            names = list(child._modules)
+            for conv_name, norm_name in zip(names, names[1:]):
+                fold_batch_norm(child, conv_name, norm_name)
         elif isinstance(child, ResNet) and not child.deep_stem:
-            fold_batch_norm(child.conv1, child.norm1)
+            fold_batch_norm(child, 'conv1', child.norm1_name)
         elif isinstance(child, (BasicBlock, Bottleneck)):
             for i in (1, 2, 3):
                 if hasattr(child, f'conv{i}'):
-                    fold_batch_norm(getattr(child, f'conv{i}'), getattr(child, f'norm{i}'))
+                    fold_batch_norm(child, f'conv{i}', getattr(child, f'norm{i}_name'))
     return module

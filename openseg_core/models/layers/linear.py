@@ -83,7 +83,9 @@ def onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
     The same values to float summation order (about 1e-6 relative).
     """
     rows = x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
-    tracked = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    # The inner product has no backward: a trainable bias alone needs the other paths too.
+    tracked = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, weight, bias))
     if (not tracked and rows >= MIN_ROWS_POINTWISE and _pointwise_linear is not None
             and onednn_usable(x, weight)
             and (bias is None or bias.dtype == torch.float32)):
