@@ -143,3 +143,22 @@ def test_a_trainable_bias_alone_still_gets_its_gradient():
     (grad,) = torch.autograd.grad(out.square().sum(), bias)
     (expected,) = torch.autograd.grad(F.linear(x, weight, bias).square().sum(), bias)
     torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('activation', ['relu', 'gelu', 'gelu_tanh'])
+@pytest.mark.parametrize('rows, trained', [(MIN_ROWS_INFERENCE, False),  # inner product
+                                           (MIN_ROWS_TRAINING, True),  # convolution
+                                           (MIN_ROWS_POINTWISE - 1, False)])  # F.linear
+def test_the_activation_is_applied_on_every_path(activation, rows, trained):
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(rows, 16), torch.randn(8, 16), torch.randn(8)
+    weight.requires_grad_(trained)
+    expected = {'relu': F.relu, 'gelu': F.gelu,
+                'gelu_tanh': lambda t: F.gelu(t, approximate='tanh')}[activation](
+                    F.linear(x, weight, bias))
+    with torch.set_grad_enabled(trained):
+        out = onednn_linear(x, weight, bias, activation=activation)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match='activation must be one of'):
+        onednn_linear(x, weight, bias, activation='swish')

@@ -61,6 +61,15 @@ def onednn_usable(*tensors: Tensor) -> bool:
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
+#: Activations :func:`onednn_linear` can apply: the inner product's post-op (name, scalars,
+#: algorithm) and torch's function, for the other paths.
+ACTIVATIONS = {
+    'relu': (('relu', [], ''), F.relu),
+    'gelu': (('gelu', [], 'none'), F.gelu),
+    'gelu_tanh': (('gelu', [], 'tanh'), lambda x: F.gelu(x, approximate='tanh')),
+}
+
+
 def _copy_of(weight: Tensor, cache: InferenceCache) -> Tensor:
     """``weight`` in oneDNN's own layout, copied once per version."""
     # The layout oneDNN picks for products of 64 rows: as fast as any from 4 rows to
@@ -72,16 +81,21 @@ def _copy_of(weight: Tensor, cache: InferenceCache) -> Tensor:
 
 
 def onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
-                  cache: Optional[InferenceCache] = None) -> Tensor:
+                  cache: Optional[InferenceCache] = None,
+                  activation: Optional[str] = None) -> Tensor:
     """``F.linear(x, weight, bias)`` (``(..., in)`` -> ``(..., out)``) on float32 CPU tensors
     with enough rows: without gradients oneDNN's inner product, with them a 1 x 1
-    convolution; ``F.linear`` elsewhere.
+    convolution; ``F.linear`` elsewhere. Then ``activation``, if given (one of
+    :data:`ACTIVATIONS`), fused into the inner product.
 
     The inner product refuses a weight that starts inside its storage (a slice of torch's
     ``in_proj_weight``): such a weight takes it through a copy kept in ``cache`` (the calling
     module's, :func:`inference_cache`), the convolution without one.
     The same values to float summation order (about 1e-6 relative).
     """
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f'activation must be one of {tuple(ACTIVATIONS)}, not {activation!r}')
+    fused = ACTIVATIONS[activation][0] if activation else ('none', [], '')
     rows = x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
     # The inner product has no backward: a trainable bias alone needs the other paths too.
     tracked = torch.is_grad_enabled() and any(
@@ -92,14 +106,16 @@ def onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
         plain = weight.storage_offset() == 0 and weight.is_contiguous()
         if plain or cache is not None:
             return _pointwise_linear(x, weight if plain else _copy_of(weight, cache), bias,
-                                     'none', [], '')
+                                     *fused)
     if (rows < (MIN_ROWS_TRAINING if tracked else MIN_ROWS_INFERENCE)
             or not onednn_usable(x, weight)):
-        return F.linear(x, weight, bias)
-    in_features = x.shape[-1]
-    image = x.reshape(1, rows, 1, in_features).permute(0, 3, 1, 2)  # (1, in, rows, 1) NHWC
-    out = F.conv2d(image, weight[:, :, None, None], bias)  # (1, out, rows, 1) NHWC
-    return out.permute(0, 2, 3, 1).reshape(*x.shape[:-1], weight.shape[0])
+        out = F.linear(x, weight, bias)
+    else:
+        in_features = x.shape[-1]
+        image = x.reshape(1, rows, 1, in_features).permute(0, 3, 1, 2)  # (1, in, rows, 1)
+        out = F.conv2d(image, weight[:, :, None, None], bias)  # (1, out, rows, 1) NHWC
+        out = out.permute(0, 2, 3, 1).reshape(*x.shape[:-1], weight.shape[0])
+    return ACTIVATIONS[activation][1](out) if activation else out
 
 
 class OneDNNLinear(nn.Linear):

@@ -27,6 +27,7 @@ same, so odd sizes give the same maps as the official model.
 import os
 from typing import Optional, Sequence, Tuple
 
+import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
@@ -35,6 +36,8 @@ from timm.models.focalnet import Downsample, FocalNetBlock, FocalNetStage
 from torch import Tensor, nn
 
 from openseg_core.models.interfaces import implements
+from openseg_core.models.layers import onednn_linear
+from openseg_core.models.layers.linear import onednn_usable
 from openseg_xdecoder.registry import MODELS
 
 
@@ -70,8 +73,25 @@ class FocalNetDWBlock(FocalNetBlock):
         x = x + self.drop_path1(self.ls1(self.modulation(self.norm1(x))))
         x = self.norm1_post(x)
         x = x + self.dw2(x)
-        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        x = x + self.drop_path2(self.ls2(self._mlp(self.norm2(x))))
         return self.norm2_post(x)
+
+    def _mlp(self, x: Tensor) -> Tensor:
+        """timm's ``Mlp(use_conv=True)`` of ``(B, C, H, W)`` maps; without gradients on a
+        CPU, as two oneDNN inner products over the pixels with the GELU fused into the first
+        (2-3x faster than the 1 x 1 convolutions and torch's GELU at every stage of Focal-T,
+        the same values to float rounding)."""
+        mlp = self.mlp
+        gelu = {'none': 'gelu', 'tanh': 'gelu_tanh'}.get(getattr(mlp.act, 'approximate', None))
+        if (mlp.training or torch.is_grad_enabled() or type(mlp.act) is not nn.GELU or gelu is None
+                or not isinstance(mlp.norm, nn.Identity) or not onednn_usable(x)):
+            return mlp(x)
+        batch, channels, height, width = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view for NHWC maps
+        hidden = onednn_linear(rows, mlp.fc1.weight.flatten(1), mlp.fc1.bias, activation=gelu)
+        out = onednn_linear(hidden, mlp.fc2.weight.flatten(1), mlp.fc2.bias)
+        out = out.view(batch, height, width, -1).permute(0, 3, 1, 2)
+        return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
 
 
 class FocalNetDWStage(FocalNetStage):
