@@ -83,3 +83,11 @@ def test_converted_module_keeps_its_state_and_outputs():
     # With gradients it samples with grid_sample and still trains.
     attn(**args).sum().backward()
     assert attn.sampling_offsets.weight.grad.abs().sum() > 0
+    # The reordered offset layer is kept between calls: it follows the weights' changes.
+    with torch.no_grad():
+        attn.sampling_offsets.weight.mul_(-1.5)
+        attn.sampling_offsets.bias.add_(0.3)
+        attn.__class__ = MultiScaleDeformableAttention
+        expected = attn(**args)
+        attn.__class__ = FastMultiScaleDeformableAttention
+        torch.testing.assert_close(attn(**args), expected, rtol=1e-5, atol=1e-5)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from mmcv.ops import MultiScaleDeformableAttention
 from torch import Tensor, nn
 
+from .inference_cache import inference_cache
 from .linear import onednn_linear
 
 #: Zero border added around each level's map: one row / column before it, two after, so
@@ -247,10 +248,18 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         batch, num_queries, channels = query.shape
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
         linear = self.sampling_offsets
-        weight = linear.weight.view(heads, levels, points, 2, channels).permute(0, 3, 1, 2, 4)
-        bias = (linear.bias if linear.bias is not None else query.new_zeros(linear.out_features))
-        bias = bias.view(heads, levels, points, 2).permute(0, 3, 1, 2)
-        offsets = onednn_linear(query, weight.reshape(-1, channels), bias.reshape(-1) - 0.5)
+
+        def reordered():  # kept between calls: the weight's copy is a product's size
+            weight = linear.weight.view(heads, levels, points, 2, channels)
+            bias = (linear.bias if linear.bias is not None
+                    else query.new_zeros(linear.out_features))
+            bias = bias.view(heads, levels, points, 2).permute(0, 3, 1, 2)
+            return (weight.permute(0, 3, 1, 2, 4).reshape(-1, channels),
+                    bias.reshape(-1) - 0.5)
+
+        sources = [t for t in (linear.weight, linear.bias) if t is not None]
+        weight, bias = inference_cache(self).get('sampling_offsets', sources, reordered)
+        offsets = onednn_linear(query, weight, bias)
         # Reference coordinate (level, x or y) times the level's width or height goes to
         # every offset of that level along that axis.
         spread = query.new_zeros(levels, 2, heads, 2, levels, points)

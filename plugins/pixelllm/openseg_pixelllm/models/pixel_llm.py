@@ -26,8 +26,8 @@ from torch import Tensor
 
 from openseg_core.models.base import OpenSegModel
 from openseg_core.models.interfaces import implements
-from openseg_core.models.layers import convert_fast_layers
 from openseg_core.models.language import StepOutput, generate
+from openseg_core.models.layers import convert_fast_layers
 
 from ..registry import MODELS
 from ..tokenizers import build_tokenizer, encode
