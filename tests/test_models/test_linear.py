@@ -10,6 +10,7 @@ from torch import nn
 
 from openseg_core.models.layers import (InferenceCache, OneDNNLinear, convert_linear,
                                         inference_cache, onednn_linear)
+from openseg_core.models.layers import linear
 from openseg_core.models.layers.linear import (MIN_ROWS_INFERENCE, MIN_ROWS_POINTWISE,
                                                MIN_ROWS_TRAINING)
 
@@ -30,8 +31,15 @@ def _count_inner_products(fn) -> int:
     return _count(fn, 'mkldnn::_linear_pointwise')
 
 
+@pytest.fixture(params=[True, False], ids=['oneDNN training', 'MKL training'])
+def training_products(request, monkeypatch):
+    """Both routes of products with gradients, whichever this CPU's default is."""
+    monkeypatch.setattr(linear, 'ONEDNN_TRAINING_PRODUCTS', request.param)
+    return request.param
+
+
 @pytest.mark.parametrize('shape', [(MIN_ROWS_TRAINING, 24), (3, 100, 24)])
-def test_onednn_linear_gives_torch_values_and_gradients(shape):
+def test_onednn_linear_gives_torch_values_and_gradients(shape, training_products):
     torch.manual_seed(0)
     # A transposed input: not viewable as rows, so the layer must copy, not misread it.
     x = torch.randn(*shape[:-1], shape[-1]).transpose(-1, -2).contiguous().transpose(-1, -2)
@@ -51,7 +59,7 @@ def test_onednn_linear_gives_torch_values_and_gradients(shape):
                                    rtol=1e-5, atol=1e-5)
 
 
-def test_onednn_linear_picks_the_kernel_by_rows_gradients_and_layout():
+def test_onednn_linear_picks_the_kernel_by_rows_gradients_and_layout(training_products):
     weight = torch.randn(8, 16)
     with torch.no_grad():
         assert _count_inner_products(
@@ -72,8 +80,10 @@ def test_onednn_linear_picks_the_kernel_by_rows_gradients_and_layout():
     trained = weight.clone().requires_grad_(True)
     assert _count_convolutions(
         lambda: onednn_linear(torch.randn(MIN_ROWS_TRAINING - 1, 16), trained)) == 0
+    # With gradients: oneDNN's convolution on AVX-512 CPUs, MKL's product elsewhere.
     assert _count_convolutions(
-        lambda: onednn_linear(torch.randn(MIN_ROWS_TRAINING, 16), trained)) == 1
+        lambda: onednn_linear(torch.randn(MIN_ROWS_TRAINING, 16), trained)) == int(
+            training_products)
     assert _count_inner_products(
         lambda: onednn_linear(torch.randn(MIN_ROWS_TRAINING, 16), trained)) == 0
 
@@ -149,7 +159,8 @@ def test_a_trainable_bias_alone_still_gets_its_gradient():
 @pytest.mark.parametrize('rows, trained', [(MIN_ROWS_INFERENCE, False),  # inner product
                                            (MIN_ROWS_TRAINING, True),  # convolution
                                            (MIN_ROWS_POINTWISE - 1, False)])  # F.linear
-def test_the_activation_is_applied_on_every_path(activation, rows, trained):
+def test_the_activation_is_applied_on_every_path(activation, rows, trained, monkeypatch):
+    monkeypatch.setattr(linear, 'ONEDNN_TRAINING_PRODUCTS', True)
     import torch.nn.functional as F
     torch.manual_seed(0)
     x, weight, bias = torch.randn(rows, 16), torch.randn(8, 16), torch.randn(8)

@@ -1,5 +1,6 @@
 """Building blocks shared by model families that mmcv / mmdet lack or run slowly on a CPU."""
 from .attention import FusedMultiheadAttention, convert_multihead_attention
+from .conv_layout import LayoutConv2d, convert_conv_layout
 from .deformable_attention import (FastMultiScaleDeformableAttention,
                                    convert_deformable_attention,
                                    multi_scale_deformable_attn_cpu,
@@ -19,4 +20,4 @@ __all__ = ['FusedMultiheadAttention', 'convert_multihead_attention',
            'mask_logits', 'OneDNNLinear', 'convert_linear', 'onednn_linear', 'InferenceCache',
            'inference_cache',
            'convert_fast_layers', 'FoldedConv2d', 'FoldedBatchNorm2d', 'fold_batch_norm',
-           'convert_batch_norm_folding', 'FastMSDeformAttnPixelDecoder', 'convert_pixel_decoder']
+           'convert_batch_norm_folding', 'LayoutConv2d', 'convert_conv_layout', 'FastMSDeformAttnPixelDecoder', 'convert_pixel_decoder']

@@ -2,6 +2,7 @@
 from torch import nn
 
 from .attention import convert_multihead_attention
+from .conv_layout import convert_conv_layout
 from .deformable_attention import convert_deformable_attention
 from .deformable_pixel_decoder import convert_pixel_decoder
 from .folded_batch_norm import convert_batch_norm_folding
@@ -12,8 +13,8 @@ def convert_fast_layers(module: nn.Module) -> nn.Module:
     """Swap, in place and with state-dict keys unchanged, mmcv's deformable attention (no CPU
     kernel), mmcv's multi-head attention (asks torch for weights it discards), mmdet's
     deformable pixel decoder (copies its maps between layouts), plain ``nn.Linear`` layers
-    (MKL's slower GEMM on AMD CPUs) and convolution / batch-norm pairs (the norm a pass of its
-    own) for subclasses that compute the same outputs faster; return ``module``.
+    (MKL's slower GEMM on AMD CPUs), convolution / batch-norm pairs (the norm a pass of its
+    own) and convolutions (a slower NHWC backward on some CPUs) for subclasses that compute the same outputs faster; return ``module``.
 
     Models call it on themselves when built, since mmdet builds these layers by class, not by
     config; the benchmark calls it on the parts it shares with mmdet's model.
@@ -22,4 +23,5 @@ def convert_fast_layers(module: nn.Module) -> nn.Module:
     convert_pixel_decoder(module)
     convert_multihead_attention(module)
     convert_batch_norm_folding(module)
+    convert_conv_layout(module)
     return convert_linear(module)

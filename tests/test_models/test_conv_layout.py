@@ -1,0 +1,79 @@
+"""Spatial convolutions that train in NCHW where that backward is the faster one."""
+import pytest
+import torch
+from mmengine.model import initialize
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from openseg_core.models.layers import (FoldedConv2d, LayoutConv2d, convert_conv_layout,
+                                        fold_batch_norm)
+from openseg_core.models.layers import conv_layout
+
+pytestmark = pytest.mark.usefixtures('single_thread')
+
+
+class _ConvolutionLayouts(TorchDispatchMode):
+    """Whether each convolution torch runs gets an NCHW (contiguous) input."""
+
+    def __init__(self):
+        super().__init__()
+        self.nchw = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution.default:
+            self.nchw.append(args[0].is_contiguous())
+        return func(*args, **(kwargs or {}))
+
+
+def _channels_last_conv(kernel_size: int) -> nn.Conv2d:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 6, kernel_size, padding=kernel_size // 2)
+    return conv.to(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize('nhwc_training', [False, True])
+def test_values_gradients_and_output_layout_are_the_plain_convolution_s(
+        nhwc_training, monkeypatch):
+    monkeypatch.setattr(conv_layout, 'NHWC_SPATIAL_TRAINING', nhwc_training)
+    plain = _channels_last_conv(3)
+    layout = convert_conv_layout(_channels_last_conv(3))
+    assert type(layout) is LayoutConv2d
+    x = torch.randn(2, 8, 9, 7).contiguous(memory_format=torch.channels_last)
+    outputs, grads = [], []
+    for conv in (plain, layout):
+        x_grad = x.clone().requires_grad_(True)
+        with _ConvolutionLayouts() as layouts:
+            out = conv(x_grad)
+            out.square().sum().backward()
+        outputs.append(out)
+        grads.append((x_grad.grad, conv.weight.grad, conv.bias.grad))
+    # The next layers (norms, 1 x 1 convolutions) get the model's layout either way.
+    assert outputs[1].is_contiguous(memory_format=torch.channels_last)
+    assert layouts.nchw == [not nhwc_training]
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    for grad, expected in zip(grads[1], grads[0]):
+        torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_pointwise_kernels_and_inference_keep_nhwc(monkeypatch):
+    monkeypatch.setattr(conv_layout, 'NHWC_SPATIAL_TRAINING', False)
+    x = torch.randn(1, 8, 5, 5).contiguous(memory_format=torch.channels_last)
+    pointwise = convert_conv_layout(_channels_last_conv(1))
+    spatial = convert_conv_layout(_channels_last_conv(3))
+    with _ConvolutionLayouts() as layouts:
+        pointwise(x.requires_grad_(True))
+        with torch.no_grad():
+            spatial(x)
+    assert layouts.nchw == [False, False]
+
+
+def test_mmengine_initialisers_still_find_the_converted_convolutions():
+    """mmengine matches ``layer='Conv2d'`` against a module's class and its direct bases: a
+    converted convolution left out would keep torch's default initialisation."""
+    block = nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3))
+    fold_batch_norm(block, '0', '1')
+    convert_conv_layout(block)
+    assert [type(m) for m in block] == [FoldedConv2d, type(block[1]), LayoutConv2d]
+    initialize(block, dict(type='Constant', layer='Conv2d', val=0.5, bias=0.25))
+    for conv in (block[0], block[2]):
+        assert torch.all(conv.weight == 0.5) and torch.all(conv.bias == 0.25)
