@@ -22,9 +22,10 @@ from torch import Tensor, nn
 
 from .inference_cache import InferenceCache
 
-#: Fewest rows worth a convolution call, measured on the project's CPU: below them the call's
-#: overhead outweighs the faster kernel. The backward of a 1 x 1 convolution is slower than
-#: MKL's for a hundred rows and faster from a few hundred, hence the higher floor with autograd.
+#: Fewest rows worth a convolution call, measured on an AVX-512 CPU (AMD Zen 4): below them
+#: the call's overhead outweighs the faster kernel. The backward of a 1 x 1 convolution is
+#: slower than MKL's for a hundred rows and faster from a few hundred there, hence the higher
+#: floor with autograd (and no convolution at all with autograd without AVX-512, below).
 MIN_ROWS_INFERENCE = 64
 MIN_ROWS_TRAINING = 256
 #: Fewest rows for the inner product without gradients (one row: MKL's call is cheaper).
