@@ -126,6 +126,16 @@ def gemm_steps(device: str) -> Dict[str, Callable]:
     return steps
 
 
+def device_description(device: str) -> str:
+    """The device and what its figures depend on: the GPU's name, or the CPU kernels' vector
+    width (openseg picks some routes by it, and ratios differ between AVX2 and AVX-512
+    machines: docs/reference_model.md) and the threads."""
+    if device.startswith('cuda'):
+        return f'{device} ({torch.cuda.get_device_name(torch.device(device))})'
+    return (f'{device} ({torch.backends.cpu.get_cpu_capability()} kernels, '
+            f'{torch.get_num_threads()} threads)')
+
+
 def count_flops(step: Callable, model, training: bool) -> int:
     """FLOPs of one call of ``step`` (torch's flop counter: convolutions, matrix products,
     attention; sampling and element-wise work count nothing)."""
@@ -351,7 +361,8 @@ def main():
     if args.compare_mmdet:
         mmdet_model = init_quietly(mmdet_mask2former(cfg, num_classes))
         models['mmdet Mask2Former'] = ModelSteps(mmdet_model, args, num_classes)
-    print(f'device {args.device}, input {args.size}x{args.size}, {num_classes} classes, '
+    print(f'device {device_description(args.device)}, input {args.size}x{args.size}, '
+          f'{num_classes} classes, '
           f'median of {args.iters} (models interleaved), peak = weights + working memory',
           flush=True)
     results = measure(models, args)

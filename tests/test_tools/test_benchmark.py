@@ -13,6 +13,8 @@ def test_benchmark_reports_latency_memory_and_ratio_against_mmdet():
         line = next(ln for ln in out.splitlines() if ln.strip().startswith(name + ':'))
         assert re.search(r'[\d.]+ ms/image +[\d.]+ images/s +peak +\d+ MB \(weights \d+ MB\) +'
                          r'train [\d.]+ it/s \(batch 1\), peak \d+ MB', line), line
+    # Figures from AVX2 and AVX-512 machines differ (openseg picks routes by it): say which.
+    assert re.search(r'device cpu \(\w+ kernels, \d+ threads\)', out), out
     assert re.search(r'latency ratio openseg / mmdet: \d+\.\d\d', out)
     assert re.search(r'training speed ratio openseg / mmdet \(it/s\): \d+\.\d\d', out)
     # mmengine's per-parameter initialisation log would bury the figures.
