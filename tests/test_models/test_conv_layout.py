@@ -5,9 +5,8 @@ from mmengine.model import initialize
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from openseg_core.models.layers import (FoldedConv2d, LayoutConv2d, convert_conv_layout,
-                                        fold_batch_norm)
-from openseg_core.models.layers import conv_layout
+from openseg_core.models.layers import (FoldedBatchNorm2d, FoldedConv2d, LayoutConv2d,
+                                        conv_layout, convert_conv_layout, fold_batch_norm)
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
@@ -73,7 +72,7 @@ def test_mmengine_initialisers_still_find_the_converted_convolutions():
     block = nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3))
     fold_batch_norm(block, '0', '1')
     convert_conv_layout(block)
-    assert [type(m) for m in block] == [FoldedConv2d, type(block[1]), LayoutConv2d]
+    assert [type(m) for m in block] == [FoldedConv2d, FoldedBatchNorm2d, LayoutConv2d]
     initialize(block, dict(type='Constant', layer='Conv2d', val=0.5, bias=0.25))
     for conv in (block[0], block[2]):
         assert torch.all(conv.weight == 0.5) and torch.all(conv.bias == 0.25)

@@ -20,4 +20,5 @@ __all__ = ['FusedMultiheadAttention', 'convert_multihead_attention',
            'mask_logits', 'OneDNNLinear', 'convert_linear', 'onednn_linear', 'InferenceCache',
            'inference_cache',
            'convert_fast_layers', 'FoldedConv2d', 'FoldedBatchNorm2d', 'fold_batch_norm',
-           'convert_batch_norm_folding', 'LayoutConv2d', 'convert_conv_layout', 'FastMSDeformAttnPixelDecoder', 'convert_pixel_decoder']
+           'convert_batch_norm_folding', 'LayoutConv2d', 'convert_conv_layout',
+           'FastMSDeformAttnPixelDecoder', 'convert_pixel_decoder']
