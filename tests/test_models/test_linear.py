@@ -9,8 +9,7 @@ from mmcv.cnn.bricks.wrappers import Linear as MMCVLinear
 from torch import nn
 
 from openseg_core.models.layers import (InferenceCache, OneDNNLinear, convert_linear,
-                                        inference_cache, onednn_linear)
-from openseg_core.models.layers import linear
+                                        inference_cache, linear, onednn_linear)
 from openseg_core.models.layers.linear import (MIN_ROWS_INFERENCE, MIN_ROWS_POINTWISE,
                                                MIN_ROWS_TRAINING)
 

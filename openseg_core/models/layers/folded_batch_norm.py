@@ -84,11 +84,10 @@ def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d):
 
 def fold_batch_norm(parent: nn.Module, conv_name: str, norm_name: str) -> bool:
     """Make ``parent``'s child ``conv_name`` apply its child ``norm_name`` in evaluation mode
-    (class swaps in place, state-dict keys unchanged) when both are plain (``nn.Conv2d`` or
-    :class:`LayoutConv2d`,
-    ``nn.BatchNorm2d`` with running statistics and matching channels) and ``parent``'s
-    forward gives the norm the convolution's output and nothing else; return whether they
-    were folded."""
+    (class swaps in place, state-dict keys unchanged) when both are plain (``nn.Conv2d``, or
+    :class:`LayoutConv2d` from an earlier conversion; ``nn.BatchNorm2d`` with running
+    statistics and matching channels) and ``parent``'s forward gives the norm the
+    convolution's output and nothing else; return whether they were folded."""
     conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
     if (type(conv) not in (nn.Conv2d, LayoutConv2d) or type(norm) is not nn.BatchNorm2d
             or not norm.track_running_stats or norm.running_mean is None
