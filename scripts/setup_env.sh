@@ -71,6 +71,10 @@ if [ "$(cat "$stack_stamp" 2>/dev/null)" != "$stack_spec" ]; then
   echo "$stack_spec" > "$stack_stamp"
 fi
 
+# pytest-xdist: scripts/test.sh runs the suite on every core. Checked on its own so that an
+# environment made before it was added gets it without reinstalling the stack.
+python -c "import xdist" 2>/dev/null || $PIP install "pytest-xdist==3.8.0"
+
 # openseg and its plugins, editable from this checkout (cheap; repeated when the checkout moves).
 src_stamp=$OPENSEG_VENV/.openseg-src
 src_spec="$REPO_ROOT $(cat "$REPO_ROOT"/pyproject.toml "$REPO_ROOT"/plugins/*/pyproject.toml 2>/dev/null | cksum || true)"

@@ -18,6 +18,7 @@ rate`` is the time the step would take at that rate, and the share of the floor 
 """
 import argparse
 import logging
+import os
 import statistics
 import time
 from typing import Callable, Dict
@@ -37,8 +38,8 @@ from openseg_core.registry import MODELS
 from openseg_core.utils.memory import peak_step_memory_mb, return_large_frees
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__,
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config')
     parser.add_argument('--size', type=int, default=512, help='square input side')
@@ -58,7 +59,7 @@ def parse_args():
     parser.add_argument('--suite', default=None,
                         help="run a plugin's benchmark instead (`openseg plugins` lists them); "
                              'options this tool does not know go to the suite')
-    args, rest = parser.parse_known_args()
+    args, rest = parser.parse_known_args(argv)
     if rest and args.suite is None:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args, rest
@@ -336,8 +337,8 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
     return model
 
 
-def main():
-    args, suite_argv = parse_args()
+def main(argv=None):
+    args, suite_argv = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     if args.suite is not None:
         suites = get_plugin_manager().benchmarks()

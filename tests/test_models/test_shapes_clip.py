@@ -13,7 +13,7 @@ import torch
 from openseg_core.datasets.shapes import ShapesSpec, generate_shapes
 from openseg_core.models import OpenCLIPTextEncoder
 from openseg_core.models.clip import pretrained
-from openseg_core.testing import run_tool
+from openseg_core.testing import run_tool_in_process
 from openseg_core.utils.checkpoint import load_state_dict_file
 
 CONFIG = 'openseg_core::clip/shapes_clip_rn.py'
@@ -41,16 +41,18 @@ def caption_root(tmp_path_factory):
 def test_config_trains_resumes_and_reports_zero_shot(caption_root, tmp_path):
     work = tmp_path / 'work'
     options = _data_options(caption_root) + TINY
-    result = run_tool(['train.py', CONFIG, '--work-dir', work, '--cfg-options', *options])
+    result = run_tool_in_process(['train.py', CONFIG, '--work-dir', work, '--cfg-options',
+                                  *options])
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'loss_clip' in result.stdout + result.stderr
-    resumed = run_tool(['train.py', CONFIG, '--work-dir', work, '--resume', '--cfg-options',
-                        *options, 'train_cfg.max_iters=3', 'param_scheduler.1.end=3'])
+    resumed = run_tool_in_process(['train.py', CONFIG, '--work-dir', work, '--resume',
+                                   '--cfg-options', *options, 'train_cfg.max_iters=3',
+                                   'param_scheduler.1.end=3'])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resumed' in (resumed.stdout + resumed.stderr).lower()
     ckpt = (work / 'last_checkpoint').read_text().strip()
-    tested = run_tool(['test.py', CONFIG, ckpt, '--work-dir', tmp_path / 'test',
-                       '--cfg-options', *options])
+    tested = run_tool_in_process(['test.py', CONFIG, ckpt, '--work-dir', tmp_path / 'test',
+                                  '--cfg-options', *options])
     assert tested.returncode == 0, tested.stderr[-3000:]
     for key in ('zero_shot/top1_seen', 'zero_shot/top1_held_out', 'zero_shot/top1_stuff'):
         assert key in tested.stdout + tested.stderr

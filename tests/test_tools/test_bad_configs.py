@@ -25,6 +25,17 @@ def test_config_with_a_syntax_error(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_config_names_fail_in_one_line(tmp_path):
+    result = run_tool_in_process(['train.py', 'seem::seem_tiny.py'], cwd=tmp_path)
+    assert_one_line_error(result, 'train.py', "config 'seem::seem_tiny.py' needs plugin 'seem', "
+                          'which is not installed; install the distribution that provides it')
+    (tmp_path / 'mine.py').write_text("_base_ = ['openseg_core::reference/ovseg_tiny.py']\n")
+    result = run_tool_in_process(['train.py', 'mine.py'], cwd=tmp_path)
+    assert_one_line_error(result, 'train.py',
+                          "did you mean 'openseg_core::reference/ovseg_tiny_shapes.py'?")
+    assert [p.name for p in tmp_path.iterdir()] == ['mine.py']
+
+
 @pytest.mark.parametrize('option, message', [
     ('model.query_decoder.num_querys=50',
      "model.query_decoder.num_querys: MaskedAttentionQueryDecoder has no option 'num_querys'; "

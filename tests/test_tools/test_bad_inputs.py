@@ -49,14 +49,3 @@ def test_amp_without_a_gpu(shapes_root, tmp_path):
                                   '--cfg-options', *tiny_run_options(shapes_root)])
     _assert_one_line_error(result, 'train.py', '--amp needs a CUDA GPU')
     assert not work.exists()
-
-
-def test_config_names_fail_in_one_line(tmp_path):
-    result = run_tool(['train.py', 'seem::seem_tiny.py'], cwd=tmp_path)
-    _assert_one_line_error(result, 'train.py', "config 'seem::seem_tiny.py' needs plugin 'seem', "
-                           'which is not installed; install the distribution that provides it')
-    (tmp_path / 'mine.py').write_text("_base_ = ['openseg_core::reference/ovseg_tiny.py']\n")
-    result = run_tool(['train.py', 'mine.py'], cwd=tmp_path)
-    _assert_one_line_error(result, 'train.py',
-                           "did you mean 'openseg_core::reference/ovseg_tiny_shapes.py'?")
-    assert [p.name for p in tmp_path.iterdir()] == ['mine.py']

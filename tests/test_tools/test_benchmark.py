@@ -1,7 +1,8 @@
 """tools/benchmark.py times openseg and mmdet's Mask2Former of the same size in one process."""
 import re
 
-from openseg_core.testing import TINY_CONFIG, run_tool
+from openseg_core.testing import (TINY_CONFIG, assert_one_line_error, run_tool,
+                                  run_tool_in_process)
 
 
 def test_benchmark_reports_latency_memory_and_ratio_against_mmdet():
@@ -22,9 +23,8 @@ def test_benchmark_reports_latency_memory_and_ratio_against_mmdet():
 
 
 def test_unknown_suite_or_option_is_one_line_error():
-    from openseg_core.testing import assert_one_line_error
-    result = run_tool(['benchmark.py', TINY_CONFIG, '--suite', 'nope.sweep'])
+    result = run_tool_in_process(['benchmark.py', TINY_CONFIG, '--suite', 'nope.sweep'])
     assert_one_line_error(result, 'benchmark.py', "no benchmark suite 'nope.sweep'")
     # Without a suite, an option the tool does not know is a usage error, not ignored.
-    result = run_tool(['benchmark.py', TINY_CONFIG, '--sizes', '64'])
+    result = run_tool_in_process(['benchmark.py', TINY_CONFIG, '--sizes', '64'])
     assert result.returncode == 2 and 'unrecognized arguments: --sizes' in result.stderr

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from openseg_core.engine import allow_openseg_checkpoint_types
+from openseg_core.testing import (NO_FLIP, TINY_CONFIG, run_tool, run_tool_in_process,
+                                  tiny_run_options)
 
-from openseg_core.testing import NO_FLIP, TINY_CONFIG, run_tool, tiny_run_options
 
 def test_training_logs_progress_and_evaluates(full_run):
     work, result = full_run
@@ -46,9 +47,10 @@ def test_test_tool_writes_overlays(full_run, shapes_root, tmp_path):
 def test_demo_draws_the_task_it_names(full_run, shapes_root, tmp_path, task):
     work, _ = full_run
     image = shapes_root / 'images' / 'val' / '000001.png'
-    result = run_tool(['demo.py', image, TINY_CONFIG, work / 'iter_4.pth', '--task', task,
-                       '--things', 'circle,square', '--stuff', 'sky,grass,sand,water',
-                       '--score-thr', '0', '--out-dir', tmp_path])
+    result = run_tool_in_process(['demo.py', image, TINY_CONFIG, work / 'iter_4.pth', '--task',
+                                  task, '--things', 'circle,square', '--stuff',
+                                  'sky,grass,sand,water', '--score-thr', '0', '--out-dir',
+                                  tmp_path])
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / '000001.png').stat().st_size > 0
     report = json.loads((tmp_path / '000001.json').read_text())
@@ -75,7 +77,8 @@ def test_frozen_pretrained_text_tower_trains_resumes_and_stays_out_of_checkpoint
     tower = [f'model.text_encoder.pretrained={tmp_path / "clip.pth"}']
     options = [*tiny_run_options(shapes_root), *NO_FLIP, *tower]
     work = tmp_path / 'run'
-    result = run_tool(['train.py', TINY_CONFIG, '--work-dir', work, '--cfg-options', *options])
+    result = run_tool_in_process(['train.py', TINY_CONFIG, '--work-dir', work, '--cfg-options',
+                                  *options])
     assert result.returncode == 0, result.stderr[-3000:]
     allow_openseg_checkpoint_types()
     state = torch.load(work / 'iter_4.pth', weights_only=True, map_location='cpu')['state_dict']
@@ -93,8 +96,8 @@ def test_frozen_pretrained_text_tower_trains_resumes_and_stays_out_of_checkpoint
     resumed.mkdir()
     shutil.copy(work / 'iter_2.pth', resumed / 'iter_2.pth')
     (resumed / 'last_checkpoint').write_text(str(resumed / 'iter_2.pth'))
-    result = run_tool(['train.py', TINY_CONFIG, '--work-dir', resumed, '--resume',
-                       '--cfg-options', *options])
+    result = run_tool_in_process(['train.py', TINY_CONFIG, '--work-dir', resumed, '--resume',
+                                  '--cfg-options', *options])
     assert result.returncode == 0, result.stderr[-3000:]
     again = torch.load(resumed / 'iter_4.pth', weights_only=True,
                        map_location='cpu')['state_dict']
@@ -104,9 +107,9 @@ def test_frozen_pretrained_text_tower_trains_resumes_and_stays_out_of_checkpoint
 
     torch.nn.init.normal_(encoder.tower.token_embedding.weight)
     torch.save(encoder.tower.state_dict(), tmp_path / 'other.pth')
-    result = run_tool(['test.py', TINY_CONFIG, work / 'iter_4.pth', '--work-dir', tmp_path / 't',
-                       '--cfg-options', *tiny_run_options(shapes_root),
-                       f'model.text_encoder.pretrained={tmp_path / "other.pth"}'])
+    result = run_tool_in_process(['test.py', TINY_CONFIG, work / 'iter_4.pth', '--work-dir',
+                                  tmp_path / 't', '--cfg-options', *tiny_run_options(shapes_root),
+                                  f'model.text_encoder.pretrained={tmp_path / "other.pth"}'])
     assert result.returncode == 2
     assert 'was trained frozen on a different pretrained file' in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ import torch
 
 from openseg_core.engine.cli import load_config
 from openseg_core.registry import MODELS
-from openseg_core.testing import run_tool
+from openseg_core.testing import run_tool, run_tool_in_process
 
 
 @pytest.fixture(scope='module')
@@ -56,9 +56,10 @@ def test_disabled_plugin_config_fails_in_one_line(checkpoint, tmp_path):
 def test_test_tool_evaluates_captioning_and_retrieval(checkpoint, shapes_root, tmp_path):
     # The shared checkpoint is the generic config's; the captioning config adds the retrieval
     # ensemble's head.backbone_proj, which only a partial load leaves as initialised.
-    result = run_tool(['test.py', 'xdecoder::xdecoder_tiny_shapes_captioning.py', checkpoint,
-                       '--partial-load', '--work-dir', tmp_path, '--cfg-options',
-                       *_loader_options(shapes_root), 'model.test_cfg.max_caption_len=4'])
+    result = run_tool_in_process([
+        'test.py', 'xdecoder::xdecoder_tiny_shapes_captioning.py', checkpoint, '--partial-load',
+        '--work-dir', tmp_path, '--cfg-options', *_loader_options(shapes_root),
+        'model.test_cfg.max_caption_len=4'])
     assert result.returncode == 0, result.stderr[-2000:]
     log = result.stdout + result.stderr
     for key in ('caption/BLEU-4', 'caption/CIDEr', 'retrieval/t2i_R@1', 'retrieval/i2t_R@10'):
@@ -72,22 +73,22 @@ def test_demo_runs_language_tasks_on_a_batch(checkpoint, shapes_root, tmp_path):
         (images / name.name).write_bytes(name.read_bytes())
     config = 'xdecoder::xdecoder_tiny_shapes_generic.py'
     out = tmp_path / 'out'
-    result = run_tool(['demo.py', images, config, checkpoint, '--task',
-                       'referring_captioning', '--text', 'the red square', '--beam-size', '1',
-                       '--out-dir', out])
+    result = run_tool_in_process(['demo.py', images, config, checkpoint, '--task',
+                                  'referring_captioning', '--text', 'the red square',
+                                  '--beam-size', '1', '--out-dir', out])
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / 'referring_captioning.json').read_text())
     assert len(report['images']) == 2 and all('caption' in r for r in report['images'])
     assert len(list(out.glob('*_referring_captioning.png'))) == 2
 
-    result = run_tool(['demo.py', images, config, checkpoint, '--task', 'referring',
-                       '--out-dir', tmp_path / 'none'])
+    result = run_tool_in_process(['demo.py', images, config, checkpoint, '--task', 'referring',
+                                  '--out-dir', tmp_path / 'none'])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "demo.py: error: task 'referring' needs a phrase: pass --text \"...\"")
     assert not (tmp_path / 'none').exists()
 
-    result = run_tool(['demo.py', images, config, checkpoint, '--task', 'vqa'])
+    result = run_tool_in_process(['demo.py', images, config, checkpoint, '--task', 'vqa'])
     assert result.returncode == 2 and 'unknown task' in result.stderr
 
 
@@ -96,7 +97,7 @@ def test_convert_checkpoint_tool(tmp_path):
                 'sem_seg_head.predictor.caping_embed': torch.randn(8, 8)}
     src, dst = tmp_path / 'official.pt', tmp_path / 'out' / 'openseg.pth'
     torch.save(official, src)
-    result = run_tool(['convert_checkpoint.py', 'xdecoder_official', src, dst])
+    result = run_tool_in_process(['convert_checkpoint.py', 'xdecoder_official', src, dst])
     assert result.returncode == 0, result.stderr
     state = torch.load(dst, weights_only=True)['state_dict']
     assert set(state) == {'query_decoder.query_feat.weight',
@@ -106,16 +107,16 @@ def test_convert_checkpoint_tool(tmp_path):
 
     bad = tmp_path / 'notes.pt'
     bad.write_text('not a checkpoint')
-    result = run_tool(['convert_checkpoint.py', 'xdecoder_official', bad,
-                       tmp_path / 'bad.pth'])
+    result = run_tool_in_process(['convert_checkpoint.py', 'xdecoder_official', bad,
+                                  tmp_path / 'bad.pth'])
     assert result.returncode == 2 and 'is not a readable PyTorch checkpoint' in result.stderr
     assert not (tmp_path / 'bad.pth').exists()
 
 
 def test_benchmark_against_mmdet_and_over_vocabulary_sizes():
-    result = run_tool(['benchmark.py', 'xdecoder::xdecoder_tiny_shapes_generic.py',
-                       '--size', 64, '--iters', 2, '--warmup', 1, '--compare-mmdet',
-                       '--vocab-sweep', 10, 100])
+    result = run_tool_in_process(['benchmark.py', 'xdecoder::xdecoder_tiny_shapes_generic.py',
+                                  '--size', 64, '--iters', 2, '--warmup', 1, '--compare-mmdet',
+                                  '--vocab-sweep', 10, 100])
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r'latency ratio openseg / mmdet: \d+\.\d\d', result.stdout)
     for size in (10, 100):
@@ -128,9 +129,9 @@ def test_benchmark_peer_gets_the_paper_configs_own_pixel_decoder():
     paper config must still run with X-Decoder's transformer-encoder FPN, not fail or fall
     back to another decoder."""
     # One prompt template: the official 81 would encode 133 x 81 prompts first.
-    result = run_tool(['benchmark.py', 'xdecoder::xdecoder_focalt_paper.py', '--size', 64,
-                       '--iters', 1, '--warmup', 1, '--compare-mmdet', '--cfg-options',
-                       "model.text_encoder.templates=['{}.']"])
+    result = run_tool_in_process(['benchmark.py', 'xdecoder::xdecoder_focalt_paper.py',
+                                  '--size', 64, '--iters', 1, '--warmup', 1, '--compare-mmdet',
+                                  '--cfg-options', "model.text_encoder.templates=['{}.']"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert ("mmdet Mask2Former's pixel decoder: xdecoder.TransformerEncoderFPN (as openseg's)"
             in result.stdout)
