@@ -91,3 +91,41 @@ def test_converted_module_keeps_its_state_and_outputs():
         expected = attn(**args)
         attn.__class__ = FastMultiScaleDeformableAttention
         torch.testing.assert_close(attn(**args), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_box_reference_points_give_mmcvs_outputs_and_gradients(monkeypatch):
+    """Decoders refining boxes (Deformable DETR's two-stage, DINO, APE) pass ``(cx, cy, w, h)``
+    reference points: the offsets scale with the box instead of the level's size."""
+    torch.manual_seed(0)
+    attn = MultiScaleDeformableAttention(embed_dims=16, num_heads=2, num_levels=3, num_points=3,
+                                         dropout=0.0, batch_first=True)
+    attn.init_weights()
+    torch.nn.init.normal_(attn.sampling_offsets.weight, std=0.5)
+    attn.double()
+    num_values = sum(h * w for h, w in SHAPES)
+    value = torch.randn(2, num_values, 16, dtype=torch.float64)
+    query = torch.randn(2, 5, 16, dtype=torch.float64)
+    # Boxes partly off the maps: their samples reach the zero padding.
+    boxes = torch.rand(2, 5, 3, 4, dtype=torch.float64) * 1.2 - 0.1
+    shapes = torch.tensor(SHAPES)
+    start = torch.cat([shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]])
+    args = dict(query=query, value=value, reference_points=boxes, spatial_shapes=shapes,
+                level_start_index=start)
+
+    def outputs_and_gradients():
+        attn.zero_grad()
+        with torch.no_grad():
+            inference = attn(**args)
+        attn(**args).pow(2).sum().backward()
+        return inference, [p.grad.clone() for p in attn.parameters()]
+
+    expected, expected_grads = outputs_and_gradients()
+    convert_deformable_attention(attn)
+    # The converted module samples on its own paths, not through mmcv's.
+    import mmcv.ops.multi_scale_deform_attn as mmcv_msda
+    monkeypatch.setattr(mmcv_msda, 'multi_scale_deformable_attn_pytorch', None)
+    assert type(attn) is FastMultiScaleDeformableAttention
+    output, grads = outputs_and_gradients()
+    torch.testing.assert_close(output, expected, rtol=1e-10, atol=1e-10)
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-8, atol=1e-10)

@@ -181,7 +181,9 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
     with :func:`multi_scale_deformable_attn_cpu` on a CPU at inference. On CUDA it is mmcv's
     own module; with gradients it samples with ``grid_sample`` as mmcv does on a CPU (whose
     backward is the faster one), level by level
-    (:func:`multi_scale_deformable_attn_grid_sample`).
+    (:func:`multi_scale_deformable_attn_grid_sample`). Reference points are points
+    ``(B, Q, levels, 2)`` or boxes ``(B, Q, levels, 4)`` (``cx, cy, w, h``: the offsets are
+    scaled by half the box over the number of points, as mmcv's), all in ``[0, 1]``.
 
     mmdet's deformable encoder layers build mmcv's class directly, not through a registry, so
     a built module is converted in place (:func:`convert_deformable_attention`) rather than
@@ -194,7 +196,7 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         """As mmcv's (``(B, Q, C)`` when ``batch_first``, else ``(Q, B, C)``)."""
         value = query if value is None else value
         identity = query if identity is None else identity
-        if value.is_cuda or reference_points.shape[-1] != 2:
+        if value.is_cuda or reference_points.shape[-1] not in (2, 4):
             return super().forward(query, key, value, identity, query_pos, key_padding_mask,
                                    reference_points, spatial_shapes, level_start_index,
                                    **kwargs)
@@ -213,26 +215,42 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         if not tracked:
             shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
             weights = _softmax_small_last_dim(self.attention_weights(query).view(
-                batch, num_queries, heads, levels * points))
-            pixels = self._sampling_pixels(query, reference_points, shapes)
-            output = sample_at_pixels(value, shapes, pixels[:, :, :, 0], pixels[:, :, :, 1],
-                                      weights.view(batch, num_queries, heads, levels, points))
+                batch, num_queries, heads, levels * points)).view(
+                    batch, num_queries, heads, levels, points)
+            if reference_points.shape[-1] == 2:
+                pixels = self._sampling_pixels(query, reference_points, shapes)
+                output = sample_at_pixels(value, shapes, pixels[:, :, :, 0],
+                                          pixels[:, :, :, 1], weights)
+            else:
+                output = multi_scale_deformable_attn_cpu(
+                    value, shapes, self._sampling_locations(query, reference_points,
+                                                            spatial_shapes), weights)
         else:
-            offsets = self.sampling_offsets(query).view(batch, num_queries, heads, levels,
-                                                        points, 2)
             weights = self.attention_weights(query).view(
                 batch, num_queries, heads, levels * points).softmax(-1)
-            # Offsets are in pixels of each level: normalise by its (w, h).
-            normaliser = spatial_shapes.flip(-1).to(offsets.dtype)
-            locations = reference_points[:, :, None, :, None, :] \
-                + offsets / normaliser[None, None, None, :, None, :]
             output = multi_scale_deformable_attn_grid_sample(
-                value, spatial_shapes.tolist(), locations,
+                value, spatial_shapes.tolist(),
+                self._sampling_locations(query, reference_points, spatial_shapes),
                 weights.view(batch, num_queries, heads, levels, points))
         output = self.output_proj(output)
         if not self.batch_first:
             output = output.transpose(0, 1)
         return self.dropout(output) + identity
+
+    def _sampling_locations(self, query: Tensor, reference_points: Tensor,
+                            spatial_shapes: Tensor) -> Tensor:
+        """``(B, Q, heads, levels, points, 2)`` sampling locations ``(x, y)`` in ``[0, 1]``,
+        mmcv's: a point plus the offsets in pixels of each level, or a box centre plus the
+        offsets times half the box over the number of points."""
+        batch, num_queries, _ = query.shape
+        offsets = self.sampling_offsets(query).view(batch, num_queries, self.num_heads,
+                                                    self.num_levels, self.num_points, 2)
+        reference = reference_points[:, :, None, :, None, :2]
+        if reference_points.shape[-1] == 2:
+            size = spatial_shapes.flip(-1).to(offsets.dtype)[None, None, None, :, None, :]
+            return reference + offsets / size
+        box = reference_points[:, :, None, :, None, 2:]
+        return reference + offsets / self.num_points * box * 0.5
 
     def _sampling_pixels(self, query: Tensor, reference_points: Tensor,
                          shapes: Sequence[Tuple[int, int]]) -> Tensor:
