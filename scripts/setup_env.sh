@@ -73,7 +73,10 @@ fi
 
 # pytest-xdist: scripts/test.sh runs the suite on every core. Checked on its own so that an
 # environment made before it was added gets it without reinstalling the stack.
-python -c "import xdist" 2>/dev/null || { log "installing pytest-xdist"; $PIP install "pytest-xdist==3.8.0"; }
+if ! python -c "import xdist" 2>/dev/null; then
+  log "installing pytest-xdist"
+  $PIP install "pytest-xdist==3.8.0"
+fi
 
 # openseg and its plugins, editable from this checkout (cheap; repeated when the checkout moves).
 src_stamp=$OPENSEG_VENV/.openseg-src
