@@ -31,8 +31,7 @@ from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData, PixelData
 
 from openseg_core.engine.cli import load_config, run_tool
-from openseg_core.models.layers import convert_fast_layers, onednn_linear
-from openseg_core.models.layers.linear import flop_formulas
+from openseg_core.models.layers import convert_fast_layers, flop_formulas, onednn_linear
 from openseg_core.plugins import get_plugin_manager
 from openseg_core.registry import MODELS
 from openseg_core.utils.memory import peak_step_memory_mb, return_large_frees
@@ -53,6 +52,11 @@ def parse_args(argv=None):
     parser.add_argument('--train', action='store_true', help='also time training steps')
     parser.add_argument('--batch-size', type=int, default=2, help='training batch size')
     parser.add_argument('--compare-mmdet', action='store_true')
+    parser.add_argument('--mmdet-fast-layers', action='store_true',
+                        help="with --compare-mmdet: give mmdet's model openseg's fast layers in "
+                             'the parts openseg lends it (a pixel decoder mmdet lacks), so that '
+                             'the two differ in the decoder, head and post-processing only; by '
+                             'default it runs them as built, as it runs its own parts')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. model.text_encoder.templates=[{}.]')
@@ -266,8 +270,10 @@ def scoped_type(name: str) -> str:
     raise KeyError(f'{name} is not registered in openseg or a plugin')
 
 
-def mmdet_mask2former(cfg: Config, num_classes: int):
-    """mmdet's Mask2Former with the openseg config's sizes, closed-set over ``num_classes``."""
+def mmdet_mask2former(cfg: Config, num_classes: int, fast_layers: bool = False):
+    """mmdet's Mask2Former with the openseg config's sizes, closed-set over ``num_classes``;
+    a pixel decoder mmdet lacks is openseg's, converted to openseg's fast layers if
+    ``fast_layers``."""
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=False)
@@ -285,8 +291,7 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
         # mmdet's Mask2FormerHead asserts that its pixel decoder is its deformable one, but
         # calls any module returning (mask features, memories from low to high resolution):
         # the head is built with a one-layer stand-in, which the openseg model's own pixel
-        # decoder then replaces, so that the two differ in the decoder, head and
-        # post-processing only.
+        # decoder then replaces.
         own_pixel_decoder = dict(m.pixel_decoder, type=scoped_type(pixel_decoder['type']))
         pixel_decoder = dict(
             type='mmdet.MSDeformAttnPixelDecoder', num_outs=3,
@@ -294,8 +299,8 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
                 self_attn_cfg=dict(embed_dims=feat_channels, num_levels=3),
                 ffn_cfg=dict(embed_dims=feat_channels))),
             positional_encoding=dict(num_feats=feat_channels // 2, normalize=True))
-        print(f"mmdet Mask2Former's pixel decoder: {own_pixel_decoder['type']} (as openseg's)",
-              flush=True)
+        print(f"mmdet Mask2Former's pixel decoder: {own_pixel_decoder['type']} (as openseg's, "
+              + ("with openseg's fast layers)" if fast_layers else 'as built)'), flush=True)
     num_points = m.criterion.num_points
     # mmdet's MaskFormer calls ConfigDict methods on its sub-configs.
     model = MMDET_MODELS.build(ConfigDict(
@@ -332,8 +337,8 @@ def mmdet_mask2former(cfg: Config, num_classes: int):
                       max_per_image=100, iou_thr=0.8, filter_low_score=True)))
     if own_pixel_decoder is not None:
         model.panoptic_head.pixel_decoder = MODELS.build(own_pixel_decoder)
-        # The shared part runs as it runs in openseg, whose models convert themselves.
-        convert_fast_layers(model.panoptic_head.pixel_decoder)
+        if fast_layers:
+            convert_fast_layers(model.panoptic_head.pixel_decoder)
     return model
 
 
@@ -360,7 +365,7 @@ def main(argv=None):
     num_classes = len(model.vocabulary)
     models = {'openseg': ModelSteps(model, args, num_classes)}
     if args.compare_mmdet:
-        mmdet_model = init_quietly(mmdet_mask2former(cfg, num_classes))
+        mmdet_model = init_quietly(mmdet_mask2former(cfg, num_classes, args.mmdet_fast_layers))
         models['mmdet Mask2Former'] = ModelSteps(mmdet_model, args, num_classes)
     print(f'device {device_description(args.device)}, input {args.size}x{args.size}, '
           f'{num_classes} classes, '

@@ -13,13 +13,13 @@ and nothing else.
 import torch
 from torch import Tensor, nn
 
-from .conv_layout import LayoutConv2d
+from .fast_conv import FastConv2d
 from .inference_cache import inference_cache
 
 
 # nn.Conv2d named among the bases: mmengine's initialisers match a layer by its class's
 # direct bases' names (``init_cfg=dict(type='Kaiming', layer='Conv2d')``).
-class FoldedConv2d(LayoutConv2d, nn.Conv2d):
+class FoldedConv2d(FastConv2d, nn.Conv2d):
     """``nn.Conv2d`` (same parameters) that applies the batch norm after it, when that norm
     uses its running statistics, by scaling its weights: ``w * g / sqrt(v + eps)``, bias
     ``(b - m) * g / sqrt(v + eps) + beta``. Made by :func:`fold_batch_norm`.
@@ -85,11 +85,11 @@ def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d):
 def fold_batch_norm(parent: nn.Module, conv_name: str, norm_name: str) -> bool:
     """Make ``parent``'s child ``conv_name`` apply its child ``norm_name`` in evaluation mode
     (class swaps in place, state-dict keys unchanged) when both are plain (``nn.Conv2d``, or
-    :class:`LayoutConv2d` from an earlier conversion; ``nn.BatchNorm2d`` with running
+    :class:`FastConv2d` from an earlier conversion; ``nn.BatchNorm2d`` with running
     statistics and matching channels) and ``parent``'s forward gives the norm the
     convolution's output and nothing else; return whether they were folded."""
     conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
-    if (type(conv) not in (nn.Conv2d, LayoutConv2d) or type(norm) is not nn.BatchNorm2d
+    if (type(conv) not in (nn.Conv2d, FastConv2d) or type(norm) is not nn.BatchNorm2d
             or not norm.track_running_stats or norm.running_mean is None
             or norm.num_features != conv.out_channels):
         return False

@@ -1,4 +1,6 @@
-"""Spatial convolutions that train in the memory layout whose backward is faster here.
+"""Spatial convolutions on their faster CPU paths: trained in the memory layout whose backward
+is faster here, and 3 x 3 kernels without gradients by Winograd's algorithm (``winograd.py``)
+where that is faster.
 
 A channels-last model runs its convolutions in NHWC, the faster layout without gradients on
 the CPUs this project measured, and for 1 x 1 kernels with them too. Without AVX-512, oneDNN's
@@ -13,7 +15,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .inference_cache import inference_cache
 from .linear import cpu_has_avx512
+from .winograd import winograd_applies, winograd_conv3x3, winograd_weight
 
 #: Whether spatial convolutions train in NHWC when the model is channels-last (AVX-512 CPUs,
 #: where the project's training figures were measured in that layout).
@@ -27,22 +31,28 @@ def _wants_nchw(conv: nn.Conv2d, x: Tensor, weight: Tensor) -> bool:
             and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last))
 
 
-class LayoutConv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same parameters, same values) that runs a channels-last input in NCHW
-    when it has gradients, its kernel is spatial and this CPU's NHWC backward is the slower
-    (module docstring); the output is channels-last either way."""
+class FastConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, same values to float rounding) that runs a channels-last
+    input in NCHW when it has gradients, its kernel is spatial and this CPU's NHWC backward is
+    the slower (module docstring), and a 3 x 3 kernel without gradients by Winograd's
+    algorithm where that is faster; the output keeps the input's memory format."""
 
     def _conv_forward(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        if winograd_applies(self, x, weight):
+            # Keyed by the weight given: a folded batch norm's weights are a cached tensor.
+            transform = inference_cache(self).get('winograd', (weight, ),
+                                                  lambda: winograd_weight(weight))
+            return winograd_conv3x3(x, transform, bias)
         if not _wants_nchw(self, x, weight):
             return super()._conv_forward(x, weight, bias)
         out = super()._conv_forward(x.contiguous(), weight.contiguous(), bias)
         return out.contiguous(memory_format=torch.channels_last)
 
 
-def convert_conv_layout(module: nn.Module) -> nn.Module:
-    """Make every plain ``nn.Conv2d`` inside ``module`` a :class:`LayoutConv2d`, in place
+def convert_conv2d(module: nn.Module) -> nn.Module:
+    """Make every plain ``nn.Conv2d`` inside ``module`` a :class:`FastConv2d`, in place
     (parameters and state-dict keys unchanged); return ``module``."""
     for child in module.modules():
         if type(child) is nn.Conv2d:
-            child.__class__ = LayoutConv2d
+            child.__class__ = FastConv2d
     return module

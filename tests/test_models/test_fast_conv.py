@@ -5,8 +5,8 @@ from mmengine.model import initialize
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from openseg_core.models.layers import (FoldedBatchNorm2d, FoldedConv2d, LayoutConv2d,
-                                        conv_layout, convert_conv_layout, fold_batch_norm)
+from openseg_core.models.layers import (FastConv2d, FoldedBatchNorm2d, FoldedConv2d,
+                                        convert_conv2d, fast_conv, fold_batch_norm)
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
@@ -33,10 +33,10 @@ def _channels_last_conv(kernel_size: int) -> nn.Conv2d:
 @pytest.mark.parametrize('nhwc_training', [False, True])
 def test_values_gradients_and_output_layout_are_the_plain_convolution_s(
         nhwc_training, monkeypatch):
-    monkeypatch.setattr(conv_layout, 'NHWC_SPATIAL_TRAINING', nhwc_training)
+    monkeypatch.setattr(fast_conv, 'NHWC_SPATIAL_TRAINING', nhwc_training)
     plain = _channels_last_conv(3)
-    layout = convert_conv_layout(_channels_last_conv(3))
-    assert type(layout) is LayoutConv2d
+    layout = convert_conv2d(_channels_last_conv(3))
+    assert type(layout) is FastConv2d
     x = torch.randn(2, 8, 9, 7).contiguous(memory_format=torch.channels_last)
     outputs, grads = [], []
     for conv in (plain, layout):
@@ -55,10 +55,10 @@ def test_values_gradients_and_output_layout_are_the_plain_convolution_s(
 
 
 def test_pointwise_kernels_and_inference_keep_nhwc(monkeypatch):
-    monkeypatch.setattr(conv_layout, 'NHWC_SPATIAL_TRAINING', False)
+    monkeypatch.setattr(fast_conv, 'NHWC_SPATIAL_TRAINING', False)
     x = torch.randn(1, 8, 5, 5).contiguous(memory_format=torch.channels_last)
-    pointwise = convert_conv_layout(_channels_last_conv(1))
-    spatial = convert_conv_layout(_channels_last_conv(3))
+    pointwise = convert_conv2d(_channels_last_conv(1))
+    spatial = convert_conv2d(_channels_last_conv(3))
     with _ConvolutionLayouts() as layouts:
         pointwise(x.requires_grad_(True))
         with torch.no_grad():
@@ -71,8 +71,8 @@ def test_mmengine_initialisers_still_find_the_converted_convolutions():
     converted convolution left out would keep torch's default initialisation."""
     block = nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3))
     fold_batch_norm(block, '0', '1')
-    convert_conv_layout(block)
-    assert [type(m) for m in block] == [FoldedConv2d, FoldedBatchNorm2d, LayoutConv2d]
+    convert_conv2d(block)
+    assert [type(m) for m in block] == [FoldedConv2d, FoldedBatchNorm2d, FastConv2d]
     initialize(block, dict(type='Constant', layer='Conv2d', val=0.5, bias=0.25))
     for conv in (block[0], block[2]):
         assert torch.all(conv.weight == 0.5) and torch.all(conv.bias == 0.25)

@@ -1,0 +1,170 @@
+"""3 x 3 convolutions by Winograd's minimal filtering, F(4 x 4, 3 x 3), for inference on a CPU.
+
+oneDNN 3 has no x86 Winograd kernels, so torch runs every 3 x 3 convolution directly: 9
+multiplications per output and input channel. F(4 x 4, 3 x 3) (Lavin and Gray, 2016) computes
+a 4 x 4 output tile from a 6 x 6 input tile with 36 products instead of 144: the 36 positions
+of the transformed tiles are 36 matrix products ``(K, C) x (C, tiles)``, and the transforms
+before and after are small linear maps over each tile. The tiles are processed a band of
+rows at a time so that the transformed tiles (2.25 times the band) stay in the caches: a
+whole 512-channel 128 x 128 map at once spent more time in page faults and memory than in
+the products.
+
+Measured on a 2-core AMD Zen 3 (AVX2), one image, medians of 7, NCHW (2026-12-07): 512
+channels at 128 x 128 592 -> 211 ms, at 64 x 64 118 -> 65 ms, at 16 x 16 12.5 -> 7.2 ms; 256
+channels at 128 x 128 120 -> 63 ms, at 32 x 32 9.2 -> 5.8 ms; 128 channels at 64 x 64 7.5 ->
+6.1 ms; NHWC alike. 64 channels at 128 x 128: 11.0 -> 11.7 ms, slower.
+The error against float64 is about twice the direct convolution's (relative L2 1.1e-6 to
+2.7e-6 against 1.2e-6 over inputs of scale 1 to 100, 512 channels).
+"""
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .linear import cpu_has_avx512
+
+#: Whether 3 x 3 convolutions without gradients take this path. Measured faster only on a CPU
+#: without AVX-512; on the AVX-512 machine the direct kernel ran at 255 GFLOP/s and a version
+#: of this without the row bands was slower at 128 x 128 (docs/plugins/xdecoder.md).
+WINOGRAD_INFERENCE = not cpu_has_avx512()
+#: Fewest input and output channels worth it: the transforms cost per element of the maps,
+#: the products they save per element grow with the channels (64 channels: slower).
+MIN_CHANNELS = 128
+#: Fewest output pixels worth it: with a few tiles the products are too thin (512 channels
+#: at 8 x 8 in NCHW: 4 against 9 ms).
+MIN_PIXELS = 256
+#: Tiles per band: fewer leave the products small, more leave the caches.
+TILES_PER_BAND = 256
+
+# Interpolation points 0, 1, -1, 2, -2 and infinity.
+_INPUT_T = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+                        dtype=torch.float64)
+_FILTER = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+                       dtype=torch.float64)
+_OUTPUT_T = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                          [0, 1, -1, 8, -8, 1]], dtype=torch.float64)
+# The 2-d transforms of a flattened tile, as one matrix each: (36, 36) and (16, 36).
+_INPUT_2D = torch.kron(_INPUT_T, _INPUT_T).float()
+_OUTPUT_2D = torch.kron(_OUTPUT_T, _OUTPUT_T).float()
+
+
+def winograd_weight(weight: Tensor) -> Tensor:
+    """The filter transform ``G w G^T`` of a ``(K, C, 3, 3)`` weight: ``(36, K, C)``,
+    computed in float64."""
+    g = _FILTER.to(weight.device)
+    u = torch.einsum('ij,kcjl,ml->imkc', g, weight.detach().double(), g)
+    return u.reshape(36, *weight.shape[:2]).to(weight.dtype).contiguous()
+
+
+def winograd_applies(conv: nn.Conv2d, x: Tensor, weight: Tensor) -> bool:
+    """Whether ``conv`` of ``x`` with ``weight`` takes :func:`winograd_conv3x3` here: a float32
+    3 x 3 convolution (stride 1, padding 1, no dilation or groups) with enough channels, on
+    the CPU, without gradients, where :data:`WINOGRAD_INFERENCE` says it is faster."""
+    return (WINOGRAD_INFERENCE and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding_mode == 'zeros'
+            and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
+            and x.dim() == 4 and x.shape[-2] * x.shape[-1] >= MIN_PIXELS and x.device.type == 'cpu' and x.dtype == torch.float32
+            and weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+
+
+@torch.library.custom_op('openseg::winograd_conv3x3', mutates_args=())
+def winograd_conv3x3(x: Tensor, weight_transform: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``F.conv2d(x, w, bias, padding=1)`` for a 3 x 3 ``w`` from its transform
+    (:func:`winograd_weight`, ``(36, K, C)``): ``(N, C, H, W)`` -> ``(N, K, H, W)``, in the
+    input's memory format (NCHW or channels-last). No backward: for inference.
+
+    One operator for torch's FLOP counter, which counts it as the direct convolution
+    (:func:`flop_formulas`)."""
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return _nchw(x.contiguous(), weight_transform, bias)
+    return _nhwc(x, weight_transform, bias)
+
+
+@winograd_conv3x3.register_fake
+def _(x: Tensor, weight_transform: Tensor, bias: Optional[Tensor]) -> Tensor:
+    out = x.new_empty(x.shape[0], weight_transform.shape[1], *x.shape[2:])
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+def _bands(height: int, width: int):
+    """Per band of tile rows: its first tile row, its tile rows, the input rows it reads
+    (``lo:hi``) and the zero rows above and below them."""
+    tiles_wide = -(-width // 4)
+    rows = max(1, TILES_PER_BAND // tiles_wide)
+    for t0 in range(0, -(-height // 4), rows):
+        r = min(rows, -(-height // 4) - t0)
+        top = 4 * t0 - 1  # the first input row the band's tiles read (padding 1)
+        lo, hi = max(top, 0), min(top + 4 * r + 2, height)
+        yield t0, r, lo, hi, lo - top, top + 4 * r + 2 - hi
+
+
+def _nchw(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
+    n_images, channels, height, width = x.shape
+    out_channels = u.shape[1]
+    tiles_wide = -(-width // 4)
+    t_in, t_out = _INPUT_2D.to(x.device), _OUTPUT_2D.to(x.device)
+    out = x.new_empty(n_images, out_channels, height, width)
+    for n in range(n_images):
+        for t0, r, lo, hi, pad_top, pad_bottom in _bands(height, width):
+            band = F.pad(x[n, :, lo:hi], (1, 4 * tiles_wide + 1 - width, pad_top, pad_bottom))
+            band_w = band.shape[-1]
+            tiles = band.as_strided((6, 6, channels, r, tiles_wide),
+                                    (band_w, 1, band.shape[-2] * band_w, 4 * band_w, 4))
+            v = (t_in @ tiles.reshape(36, -1)).view(36, channels, r * tiles_wide)
+            m = torch.bmm(u, v)  # (36, K, tiles)
+            y = (t_out @ m.view(36, -1)).view(4, 4, out_channels, r, tiles_wide)
+            y = y.permute(2, 3, 0, 4, 1).reshape(out_channels, 4 * r, 4 * tiles_wide)
+            rows = min(4 * r, height - 4 * t0)
+            dst = out[n, :, 4 * t0:4 * t0 + rows]
+            if bias is None:
+                dst.copy_(y[:, :rows, :width])
+            else:
+                torch.add(y[:, :rows, :width], bias.view(-1, 1, 1), out=dst)
+    return out
+
+
+def _nhwc(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
+    n_images, channels, height, width = x.shape
+    out_channels = u.shape[1]
+    tiles_wide = -(-width // 4)
+    t_in, t_out = _INPUT_2D.to(x.device), _OUTPUT_2D.to(x.device)
+    pixels = x.permute(0, 2, 3, 1)  # (N, H, W, C), contiguous
+    out = x.new_empty(n_images, height, width, out_channels)
+    u_t = u.transpose(1, 2)  # (36, C, K)
+    for n in range(n_images):
+        for t0, r, lo, hi, pad_top, pad_bottom in _bands(height, width):
+            band = F.pad(pixels[n, lo:hi],
+                         (0, 0, 1, 4 * tiles_wide + 1 - width, pad_top, pad_bottom))
+            band_w = band.shape[1]
+            tiles = band.as_strided((6, 6, r, tiles_wide, channels),
+                                    (band_w * channels, channels, 4 * band_w * channels,
+                                     4 * channels, 1))
+            v = (t_in @ tiles.reshape(36, -1)).view(36, r * tiles_wide, channels)
+            m = torch.bmm(v, u_t)  # (36, tiles, K)
+            y = (t_out @ m.view(36, -1)).view(4, 4, r, tiles_wide, out_channels)
+            y = y.permute(2, 0, 3, 1, 4).reshape(4 * r, 4 * tiles_wide, out_channels)
+            rows = min(4 * r, height - 4 * t0)
+            dst = out[n, 4 * t0:4 * t0 + rows]
+            if bias is None:
+                dst.copy_(y[:rows, :width])
+            else:
+                torch.add(y[:rows, :width], bias, out=dst)
+    return out.permute(0, 3, 1, 2)
+
+
+def flop_formulas() -> dict:
+    """FLOP formulas, for torch's ``FlopCounterMode(custom_mapping=...)``: the operator
+    counted as the direct convolution it replaces, as counters count cuDNN's Winograd."""
+
+    def direct_convolution(x_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+        return 2 * math.prod(out_shape) * x_shape[1] * 9
+
+    return {torch.ops.openseg.winograd_conv3x3: direct_convolution}

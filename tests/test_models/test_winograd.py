@@ -1,0 +1,119 @@
+"""3 x 3 convolutions by Winograd's F(4 x 4, 3 x 3) at inference (``layers/winograd.py``)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from openseg_core.models.layers import (FoldedConv2d, convert_conv2d, flop_formulas,
+                                        fold_batch_norm, winograd)
+
+pytestmark = pytest.mark.usefixtures('single_thread')
+
+
+@pytest.fixture(autouse=True)
+def winograd_on(monkeypatch):
+    """The path on whatever CPU runs the tests (it is chosen by CPU capability)."""
+    monkeypatch.setattr(winograd, 'WINOGRAD_INFERENCE', True)
+
+
+class _Calls(TorchDispatchMode):
+    """The operators torch runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func._overloadpacket)
+        return func(*args, **(kwargs or {}))
+
+
+def _conv(channels=128, out_channels=136, padding=1, **kwargs) -> nn.Conv2d:
+    torch.manual_seed(0)
+    return nn.Conv2d(channels, out_channels, 3, padding=padding, **kwargs)
+
+
+def _relative_error(out, expected):
+    return ((out.double() - expected).norm() / expected.norm()).item()
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('bias', [True, False])
+def test_outputs_are_the_convolution_s_at_float_precision(channels_last, bias, monkeypatch):
+    # A few tiles a band, so that the 19 x 23 maps (neither a multiple of 4) span several
+    # bands with partial tiles at the bottom and right edges.
+    monkeypatch.setattr(winograd, 'TILES_PER_BAND', 12)
+    conv = _conv(bias=bias)
+    x = torch.randn(2, 128, 19, 23) * 3 + 1
+    expected = F.conv2d(x.double(), conv.weight.double(),
+                        None if conv.bias is None else conv.bias.double(), padding=1)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fast = convert_conv2d(conv).to(memory_format=fmt)
+    with torch.no_grad(), _Calls() as calls:
+        out = fast(x.contiguous(memory_format=fmt))
+    assert torch.ops.openseg.winograd_conv3x3 in calls.ops
+    assert torch.ops.aten.convolution not in calls.ops
+    assert out.shape == (2, 136, 19, 23)
+    assert out.is_contiguous(memory_format=fmt)
+    # The direct convolution's error here is about 1e-6; F(4 x 4, 3 x 3)'s about twice that.
+    assert _relative_error(out, expected) < 1e-5
+
+
+def test_training_and_other_kernels_take_the_direct_convolution():
+    x = torch.randn(1, 128, 16, 16)
+    trained = convert_conv2d(_conv())
+    others = [convert_conv2d(_conv(stride=2)), convert_conv2d(_conv(dilation=2, padding=2)),
+              convert_conv2d(_conv(groups=2)), convert_conv2d(_conv(channels=64))]
+    with _Calls() as calls:
+        trained(x).sum().backward()
+        with torch.no_grad():
+            for conv in others:
+                conv(x[:, :conv.in_channels])
+            convert_conv2d(_conv())(x[..., :8, :8])  # too few pixels
+    assert torch.ops.openseg.winograd_conv3x3 not in calls.ops
+    assert trained.weight.grad is not None
+
+
+def test_changed_weights_and_folded_norms_are_transformed_again():
+    """The filter transform is kept between calls; an optimiser step, a loaded checkpoint or
+    a batch norm's new statistics must not leave a stale one."""
+    x = torch.randn(1, 128, 16, 16)
+    block = nn.Sequential(_conv(out_channels=128), nn.BatchNorm2d(128))
+    fold_batch_norm(block, '0', '1')
+    assert type(block[0]) is FoldedConv2d
+    block.eval()
+    conv, norm = block
+
+    def error():
+        expected = F.batch_norm(
+            F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1),
+            norm.running_mean.double(), norm.running_var.double(), norm.weight.double(),
+            norm.bias.double(), eps=norm.eps)
+        return _relative_error(block(x), expected)
+
+    with torch.no_grad():
+        assert error() < 1e-5
+        conv.weight.mul_(-2)  # in place, as an optimiser step
+        assert error() < 1e-5
+        norm.running_var.fill_(4.0)
+        assert error() < 1e-5
+        block.load_state_dict({k: torch.rand_like(v) + 0.5 if v.is_floating_point() else v
+                               for k, v in block.state_dict().items()})
+        assert error() < 1e-5
+
+
+def test_flop_counter_counts_the_direct_convolution():
+    """The benchmark's roofline line divides the model's FLOPs by its time: the cheaper
+    algorithm must show as a faster rate, not as less work."""
+    x = torch.randn(1, 128, 20, 20)
+    counts = []
+    for conv in (_conv(), convert_conv2d(_conv())):
+        with torch.no_grad():
+            conv(x)  # the filter transform, once
+        with torch.no_grad(), FlopCounterMode(display=False,
+                                              custom_mapping=flop_formulas()) as counter:
+            conv(x)
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] == 2 * 136 * 20 * 20 * 128 * 9
