@@ -76,3 +76,15 @@ def test_mmengine_initialisers_still_find_the_converted_convolutions():
     initialize(block, dict(type='Constant', layer='Conv2d', val=0.5, bias=0.25))
     for conv in (block[0], block[2]):
         assert torch.all(conv.weight == 0.5) and torch.all(conv.bias == 0.25)
+
+
+def test_mmcv_s_convolution_wrapper_is_converted_too():
+    """mmdet's pixel decoders build their mask-feature convolution as mmcv's ``Conv2d``
+    (X-Decoder's 512-channel 3 x 3 at stride 4: a fifth of its pixel decoder's time)."""
+    from mmcv.cnn import Conv2d as MMCVConv2d
+    block = nn.Sequential(MMCVConv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1))
+    x = torch.randn(1, 4, 5, 5)
+    expected = block(x)
+    convert_conv2d(block)
+    assert [type(m) for m in block] == [FastConv2d, FastConv2d]
+    torch.testing.assert_close(block(x), expected)

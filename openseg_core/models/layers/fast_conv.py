@@ -13,6 +13,7 @@ NCHW and its output back (a pass over each map, a few milliseconds against hundr
 from typing import Optional
 
 import torch
+from mmcv.cnn.bricks.wrappers import Conv2d as MMCVConv2d
 from torch import Tensor, nn
 
 from .inference_cache import inference_cache
@@ -50,9 +51,10 @@ class FastConv2d(nn.Conv2d):
 
 
 def convert_conv2d(module: nn.Module) -> nn.Module:
-    """Make every plain ``nn.Conv2d`` inside ``module`` a :class:`FastConv2d`, in place
-    (parameters and state-dict keys unchanged); return ``module``."""
+    """Make every plain ``nn.Conv2d`` inside ``module`` (and mmcv's, which only adds the
+    empty-input case torch now handles) a :class:`FastConv2d`, in place (parameters and
+    state-dict keys unchanged); return ``module``."""
     for child in module.modules():
-        if type(child) is nn.Conv2d:
+        if type(child) in (nn.Conv2d, MMCVConv2d):
             child.__class__ = FastConv2d
     return module
