@@ -6,7 +6,8 @@ The fixture was written by :func:`reference_outputs` at commit 53481e7 (before t
 another order (deformable-attention sampling as one ``embedding_bag``, attention through
 ``scaled_dot_product_attention``, intermediate attention masks from resized mask features,
 mask-logit gradients only for the matched queries, the backbone's batch norms folded into its
-convolutions), so results agree to float rounding.
+convolutions, 3 x 3 convolutions by Winograd's algorithm at inference), so results agree to
+float rounding.
 """
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.structures import InstanceData, PixelData
 
+from openseg_core.models.layers import fast_conv, winograd
 from openseg_core.plugins import resolve_config
 from openseg_core.registry import MODELS
 
@@ -102,10 +104,27 @@ def reference_outputs(channels_last: bool = False) -> dict:
     return out
 
 
-@pytest.fixture(scope='module', params=[False, True], ids=['nchw', 'channels_last'])
+@pytest.fixture(scope='module', params=['nchw', 'channels_last', 'winograd'])
 def outputs(request):
-    """The NHWC layout (``channels_last=True``) must give the same results too."""
-    return reference_outputs(channels_last=request.param)
+    """The NHWC layout (``channels_last=True``) must give the same results too, and so must
+    Winograd's convolutions, taken here by every 3 x 3 one whatever its size and this CPU (the
+    tiny model's are below the sizes where it pays)."""
+    if request.param != 'winograd':
+        return reference_outputs(channels_last=request.param == 'channels_last')
+    calls = []
+
+    def counted(*args):
+        calls.append(args[0].shape)
+        return winograd.winograd_conv3x3(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(winograd, 'WINOGRAD_INFERENCE', True)
+        patch.setattr(winograd, 'MIN_CHANNELS', 1)
+        patch.setattr(winograd, 'MIN_PIXELS', 1)
+        patch.setattr(fast_conv, 'winograd_conv3x3', counted)
+        out = reference_outputs(channels_last=True)
+    assert calls
+    return out
 
 
 @pytest.fixture(scope='module')
