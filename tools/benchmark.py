@@ -66,6 +66,9 @@ def parse_args(argv=None):
     args, rest = parser.parse_known_args(argv)
     if rest and args.suite is None:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.mmdet_fast_layers and not args.compare_mmdet:
+        parser.error('--mmdet-fast-layers changes the mmdet model of --compare-mmdet: '
+                     'add --compare-mmdet')
     return args, rest
 
 

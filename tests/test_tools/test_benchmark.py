@@ -28,3 +28,6 @@ def test_unknown_suite_or_option_is_one_line_error():
     # Without a suite, an option the tool does not know is a usage error, not ignored.
     result = run_tool_in_process(['benchmark.py', TINY_CONFIG, '--sizes', '64'])
     assert result.returncode == 2 and 'unrecognized arguments: --sizes' in result.stderr
+    # An option that changes nothing without another is refused, not silently ignored.
+    result = run_tool_in_process(['benchmark.py', TINY_CONFIG, '--mmdet-fast-layers'])
+    assert result.returncode == 2 and 'add --compare-mmdet' in result.stderr
