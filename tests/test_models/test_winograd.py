@@ -64,16 +64,21 @@ def test_outputs_are_the_convolution_s_at_float_precision(channels_last, bias, m
 def test_training_and_other_kernels_take_the_direct_convolution():
     x = torch.randn(1, 128, 16, 16)
     trained = convert_conv2d(_conv())
+    # A frozen weight with a trainable bias (BitFit) still needs the bias's gradient.
+    bias_only = convert_conv2d(_conv())
+    bias_only.weight.requires_grad_(False)
     others = [convert_conv2d(_conv(stride=2)), convert_conv2d(_conv(dilation=2, padding=2)),
               convert_conv2d(_conv(groups=2)), convert_conv2d(_conv(channels=64))]
     with _Calls() as calls:
         trained(x).sum().backward()
+        bias_only(x).sum().backward()
         with torch.no_grad():
             for conv in others:
                 conv(x[:, :conv.in_channels])
             convert_conv2d(_conv())(x[..., :8, :8])  # too few pixels
     assert torch.ops.openseg.winograd_conv3x3 not in calls.ops
     assert trained.weight.grad is not None
+    torch.testing.assert_close(bias_only.bias.grad, torch.full((136, ), 256.0))
 
 
 def test_changed_weights_and_folded_norms_are_transformed_again():

@@ -39,7 +39,7 @@ class FastConv2d(nn.Conv2d):
     algorithm where that is faster; the output keeps the input's memory format."""
 
     def _conv_forward(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-        if winograd_applies(self, x, weight):
+        if winograd_applies(self, x, weight, bias):
             # Keyed by the weight given: a folded batch norm's weights are a cached tensor.
             transform = inference_cache(self).get('winograd', (weight, ),
                                                   lambda: winograd_weight(weight))

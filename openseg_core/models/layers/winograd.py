@@ -60,17 +60,21 @@ def winograd_weight(weight: Tensor) -> Tensor:
     return u.reshape(36, *weight.shape[:2]).to(weight.dtype).contiguous()
 
 
-def winograd_applies(conv: nn.Conv2d, x: Tensor, weight: Tensor) -> bool:
-    """Whether ``conv`` of ``x`` with ``weight`` takes :func:`winograd_conv3x3` here: a float32
-    3 x 3 convolution (stride 1, padding 1, no dilation or groups) with enough channels, on
-    the CPU, without gradients, where :data:`WINOGRAD_INFERENCE` says it is faster."""
-    return (WINOGRAD_INFERENCE and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding_mode == 'zeros'
+def winograd_applies(conv: nn.Conv2d, x: Tensor, weight: Tensor,
+                     bias: Optional[Tensor]) -> bool:
+    """Whether ``conv`` of ``x`` with ``weight`` and ``bias`` takes :func:`winograd_conv3x3`
+    here: a float32 3 x 3 convolution (stride 1, padding 1, no dilation or groups) with enough
+    channels and pixels, on the CPU, where :data:`WINOGRAD_INFERENCE` says it is faster, and
+    nothing needs a gradient (a trainable bias alone included: the operator has no
+    backward)."""
+    tracked = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, weight, bias))
+    return (WINOGRAD_INFERENCE and not tracked and conv.kernel_size == (3, 3)
+            and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
+            and conv.groups == 1 and conv.padding_mode == 'zeros'
             and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
-            and x.dim() == 4 and x.shape[-2] * x.shape[-1] >= MIN_PIXELS and x.device.type == 'cpu' and x.dtype == torch.float32
-            and weight.dtype == torch.float32
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+            and x.dim() == 4 and x.shape[-2] * x.shape[-1] >= MIN_PIXELS
+            and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32)
 
 
 @torch.library.custom_op('openseg::winograd_conv3x3', mutates_args=())
