@@ -17,8 +17,7 @@ def convert_fast_layers(module: nn.Module) -> nn.Module:
     deformable pixel decoder (copies its maps between layouts), plain ``nn.Linear`` layers
     (MKL's slower GEMM on AMD CPUs), convolution / batch-norm pairs (the norm a pass of its
     own) and convolutions (a slower NHWC backward on some CPUs, no Winograd kernel in oneDNN)
-    for subclasses that compute
-    the same outputs faster; return ``module``.
+    for subclasses that compute the same outputs faster; return ``module``.
 
     Models call it on themselves when built, since mmdet builds these layers by class, not by
     config; the benchmark calls it on the parts it shares with mmdet's model.
