@@ -21,5 +21,6 @@ __all__ = ['FusedMultiheadAttention', 'convert_multihead_attention',
            'mask_logits', 'OneDNNLinear', 'convert_linear', 'onednn_linear', 'InferenceCache',
            'inference_cache',
            'convert_fast_layers', 'flop_formulas', 'winograd_conv3x3', 'winograd_weight',
-           'FoldedConv2d', 'FoldedBatchNorm2d', 'fold_batch_norm', 'convert_batch_norm_folding', 'FastConv2d', 'convert_conv2d',
+           'FoldedConv2d', 'FoldedBatchNorm2d', 'fold_batch_norm', 'convert_batch_norm_folding',
+           'FastConv2d', 'convert_conv2d',
            'FastMSDeformAttnPixelDecoder', 'convert_pixel_decoder']

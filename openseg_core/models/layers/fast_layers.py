@@ -20,7 +20,8 @@ def convert_fast_layers(module: nn.Module) -> nn.Module:
     for subclasses that compute the same outputs faster; return ``module``.
 
     Models call it on themselves when built, since mmdet builds these layers by class, not by
-    config; the benchmark calls it on the parts it shares with mmdet's model.
+    config; the benchmark calls it on the parts it lends mmdet's model with
+    ``--mmdet-fast-layers``.
     """
     convert_deformable_attention(module)
     convert_pixel_decoder(module)

@@ -127,11 +127,8 @@ def _nchw(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
             y = (t_out @ m.view(36, -1)).view(4, 4, out_channels, r, tiles_wide)
             y = y.permute(2, 3, 0, 4, 1).reshape(out_channels, 4 * r, 4 * tiles_wide)
             rows = min(4 * r, height - 4 * t0)
-            dst = out[n, :, 4 * t0:4 * t0 + rows]
-            if bias is None:
-                dst.copy_(y[:, :rows, :width])
-            else:
-                torch.add(y[:, :rows, :width], bias.view(-1, 1, 1), out=dst)
+            _store(out[n, :, 4 * t0:4 * t0 + rows], y[:, :rows, :width],
+                   None if bias is None else bias.view(-1, 1, 1))
     return out
 
 
@@ -156,12 +153,16 @@ def _nhwc(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
             y = (t_out @ m.view(36, -1)).view(4, 4, r, tiles_wide, out_channels)
             y = y.permute(2, 0, 3, 1, 4).reshape(4 * r, 4 * tiles_wide, out_channels)
             rows = min(4 * r, height - 4 * t0)
-            dst = out[n, 4 * t0:4 * t0 + rows]
-            if bias is None:
-                dst.copy_(y[:rows, :width])
-            else:
-                torch.add(y[:rows, :width], bias, out=dst)
+            _store(out[n, 4 * t0:4 * t0 + rows], y[:rows, :width], bias)
     return out.permute(0, 3, 1, 2)
+
+
+def _store(dst: Tensor, y: Tensor, bias: Optional[Tensor]) -> None:
+    """``dst = y + bias`` (bias broadcast to ``y``), written in place."""
+    if bias is None:
+        dst.copy_(y)
+    else:
+        torch.add(y, bias, out=dst)
 
 
 def flop_formulas() -> dict:
