@@ -8,7 +8,9 @@ working memory of one step: the CUDA allocator's peak on a GPU, the resident set
 ``--compare-mmdet`` builds mmdet's own Mask2Former of the same size (backbone, pixel decoder,
 queries, decoder layers, widths, points, class count, input size) in the same process, times
 the two models in turns and prints the ratios openseg / mmdet. Weights are random: speed does
-not depend on them.
+not depend on them. Both models run with freed CPU memory kept for reuse, as openseg's tools
+run them (``--release-freed-memory``: glibc's default, which page-faults each large tensor in
+afresh).
 
 The roofline line gives each model's FLOPs per step (torch's flop counter: convolutions and
 matrix products) and the machine's rate on a 2048 x 2048 fp32 matrix product, timed in turns with
@@ -34,7 +36,8 @@ from openseg_core.engine.cli import load_config, run_tool
 from openseg_core.models.layers import convert_fast_layers, flop_formulas, onednn_linear
 from openseg_core.plugins import get_plugin_manager
 from openseg_core.registry import MODELS
-from openseg_core.utils.memory import peak_step_memory_mb, return_large_frees
+from openseg_core.utils.memory import (keep_freed_memory, peak_step_memory_mb,
+                                       return_large_frees)
 
 
 def parse_args(argv=None):
@@ -57,6 +60,11 @@ def parse_args(argv=None):
                              'the parts openseg lends it (a pixel decoder mmdet lacks), so that '
                              'the two differ in the decoder, head and post-processing only; by '
                              'default it runs them as built, as it runs its own parts')
+    parser.add_argument('--release-freed-memory', action='store_true',
+                        help="time with glibc's default allocator policy, which hands large "
+                             'freed blocks back to the system (each large tensor is then '
+                             "page-faulted in afresh); by default freed memory is kept, as "
+                             "openseg's tools run (env_cfg.keep_freed_memory)")
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. model.text_encoder.templates=[{}.]')
@@ -358,6 +366,7 @@ def main(argv=None):
     if args.compare_mmdet:
         # mmdet's Mask2Former has no semantic output: ask both for the same work.
         cfg.model.postprocessor.semantic_on = False
+    kept = not args.release_freed_memory and keep_freed_memory()
     torch.manual_seed(0)
     model = init_quietly(MODELS.build(cfg.model))
     if args.vocab_size:
@@ -372,8 +381,9 @@ def main(argv=None):
         models['mmdet Mask2Former'] = ModelSteps(mmdet_model, args, num_classes)
     print(f'device {device_description(args.device)}, input {args.size}x{args.size}, '
           f'{num_classes} classes, '
-          f'median of {args.iters} (models interleaved), peak = weights + working memory',
-          flush=True)
+          f'median of {args.iters} (models interleaved), peak = weights + working memory; '
+          + ('freed memory kept for reuse (as openseg\'s tools)' if kept else
+             "glibc's default allocator policy"), flush=True)
     results = measure(models, args)
     if args.vocab_sweep:
         vocabulary_sweep(models['openseg'], args.vocab_sweep, args)

@@ -4,8 +4,8 @@ import os
 import os.path as osp
 
 from openseg_core.engine import OpenSegRunner
-from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_config,
-                                     run_tool)
+from openseg_core.engine.cli import (add_common_args, cleanup_on_error, configure_allocator,
+                                     load_config, run_tool)
 
 
 def parse_args(argv=None):
@@ -26,6 +26,7 @@ def main(argv=None):
         raise ValueError(f'--out must end in .pkl, got {args.out}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
+    configure_allocator(cfg)
     # A config's load_strict is about starting a training from another model (a new head);
     # the checkpoint evaluated here must be one of this config unless --partial-load.
     cfg.load_strict = not args.partial_load

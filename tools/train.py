@@ -11,8 +11,8 @@ import os.path as osp
 import torch
 
 from openseg_core.engine import OpenSegFlexibleRunner, OpenSegRunner
-from openseg_core.engine.cli import (add_common_args, cleanup_on_error, load_config,
-                                     run_tool)
+from openseg_core.engine.cli import (add_common_args, cleanup_on_error, configure_allocator,
+                                     load_config, run_tool)
 
 
 def parse_args(argv=None):
@@ -30,6 +30,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
+    configure_allocator(cfg)
     if args.partial_load:
         cfg.load_strict = False
     if args.amp:

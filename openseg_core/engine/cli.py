@@ -13,6 +13,7 @@ from mmengine.registry import init_default_scope
 
 from openseg_core.plugins import CONFIG_SCOPE_SEP, load_plugins
 from openseg_core.registry import SCOPE
+from openseg_core.utils.memory import keep_freed_memory
 
 from .config_check import check_config
 from .safe_checkpoint import allow_openseg_checkpoint_types
@@ -77,6 +78,13 @@ def load_config(path: Union[str, os.PathLike], cfg_options: Optional[dict] = Non
     init_default_scope(cfg.get('default_scope', SCOPE))
     allow_openseg_checkpoint_types()
     return cfg
+
+
+def configure_allocator(cfg: Config) -> None:
+    """Keep freed CPU memory for reuse (:func:`~openseg_core.utils.memory.keep_freed_memory`)
+    unless the config sets ``env_cfg.keep_freed_memory=False``."""
+    if cfg.get('env_cfg', {}).get('keep_freed_memory', True):
+        keep_freed_memory()
 
 
 def _one_line(exc: BaseException) -> str:

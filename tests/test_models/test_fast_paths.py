@@ -18,7 +18,7 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.structures import InstanceData, PixelData
 
-from openseg_core.models.layers import fast_conv, winograd
+from openseg_core.models.layers import winograd
 from openseg_core.plugins import resolve_config
 from openseg_core.registry import MODELS
 
@@ -108,22 +108,32 @@ def reference_outputs(channels_last: bool = False) -> dict:
 def outputs(request):
     """The NHWC layout (``channels_last=True``) must give the same results too, and so must
     Winograd's convolutions, taken here by every 3 x 3 one whatever its size and this CPU (the
-    tiny model's are below the sizes where it pays)."""
+    tiny model's are below the sizes where it pays), in inference and in training (its
+    forward and input gradients)."""
     if request.param != 'winograd':
         return reference_outputs(channels_last=request.param == 'channels_last')
-    calls = []
+    calls, backward_calls = [], []
+    original, trainable = winograd.winograd_conv3x3, winograd._TrainableWinogradConv3x3
 
     def counted(*args):
         calls.append(args[0].shape)
-        return winograd.winograd_conv3x3(*args)
+        return original(*args)
+
+    class CountedTrainable(trainable):
+        @staticmethod
+        def backward(ctx, grad):
+            backward_calls.append(grad.shape)
+            return trainable.backward(ctx, grad)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(winograd, 'WINOGRAD_INFERENCE', True)
-        patch.setattr(winograd, 'MIN_CHANNELS', 1)
-        patch.setattr(winograd, 'MIN_PIXELS', 1)
-        patch.setattr(fast_conv, 'winograd_conv3x3', counted)
+        for flag in ('WINOGRAD_INFERENCE', 'WINOGRAD_TRAINING'):
+            patch.setattr(winograd, flag, True)
+        for limit in ('MIN_CHANNELS', 'MIN_PIXELS', 'MIN_TRAINING_PIXELS'):
+            patch.setattr(winograd, limit, 1)
+        patch.setattr(winograd, 'winograd_conv3x3', counted)
+        patch.setattr(winograd, '_TrainableWinogradConv3x3', CountedTrainable)
         out = reference_outputs(channels_last=True)
-    assert calls
+    assert calls and backward_calls
     return out
 
 

@@ -1,4 +1,4 @@
-"""3 x 3 convolutions by Winograd's F(4 x 4, 3 x 3) at inference (``layers/winograd.py``)."""
+"""3 x 3 convolutions by Winograd's F(4 x 4, 3 x 3) (``layers/winograd.py``)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ pytestmark = pytest.mark.usefixtures('single_thread')
 def winograd_on(monkeypatch):
     """The path on whatever CPU runs the tests (it is chosen by CPU capability)."""
     monkeypatch.setattr(winograd, 'WINOGRAD_INFERENCE', True)
+    monkeypatch.setattr(winograd, 'WINOGRAD_TRAINING', True)
 
 
 class _Calls(TorchDispatchMode):
@@ -61,24 +62,60 @@ def test_outputs_are_the_convolution_s_at_float_precision(channels_last, bias, m
     assert _relative_error(out, expected) < 1e-5
 
 
-def test_training_and_other_kernels_take_the_direct_convolution():
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('trained', ['all', 'weight', 'bias'])
+def test_gradients_are_the_convolution_s(channels_last, trained, monkeypatch):
+    """Training: the output and the input's gradient by Winograd's algorithm, the weight's
+    and bias's direct. 'bias' is a frozen weight with a trainable bias (BitFit)."""
+    monkeypatch.setattr(winograd, 'TILES_PER_BAND', 12)
+    monkeypatch.setattr(winograd, 'MIN_TRAINING_PIXELS', 2 * 19 * 23)
+    conv = _conv()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = (torch.randn(2, 128, 19, 23) * 3 + 1).contiguous(memory_format=fmt)
+    grad = torch.randn(2, 136, 19, 23)
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, conv.weight, conv.bias))
+    F.conv2d(x64, w64, b64, padding=1).backward(grad.double())
+    fast = convert_conv2d(conv).to(memory_format=fmt)
+    fast.weight.requires_grad_(trained != 'bias')
+    x.requires_grad_(trained == 'all')
+    with _Calls() as calls:
+        out = fast(x)
+        out.backward(grad.contiguous(memory_format=fmt))
+    # Forward and input gradient; the weight's gradient alone goes to the direct backward.
+    assert calls.ops.count(torch.ops.openseg.winograd_conv3x3) == 1 + (trained == 'all')
+    assert torch.ops.aten.convolution not in calls.ops
+    assert out.is_contiguous(memory_format=fmt)
+    assert _relative_error(out, F.conv2d(x64, w64, b64, padding=1)) < 1e-5
+    assert _relative_error(fast.bias.grad, b64.grad) < 1e-5
+    if trained != 'bias':
+        assert _relative_error(fast.weight.grad, w64.grad) < 1e-5
+    if trained == 'all':
+        assert _relative_error(x.grad, x64.grad) < 1e-5
+
+
+def test_other_kernels_and_small_maps_take_the_direct_convolution():
     x = torch.randn(1, 128, 16, 16)
-    trained = convert_conv2d(_conv())
-    # A frozen weight with a trainable bias (BitFit) still needs the bias's gradient.
-    bias_only = convert_conv2d(_conv())
-    bias_only.weight.requires_grad_(False)
+    trained = convert_conv2d(_conv())  # 256 pixels: fewer than MIN_TRAINING_PIXELS
     others = [convert_conv2d(_conv(stride=2)), convert_conv2d(_conv(dilation=2, padding=2)),
               convert_conv2d(_conv(groups=2)), convert_conv2d(_conv(channels=64))]
     with _Calls() as calls:
         trained(x).sum().backward()
-        bias_only(x).sum().backward()
         with torch.no_grad():
             for conv in others:
                 conv(x[:, :conv.in_channels])
             convert_conv2d(_conv())(x[..., :8, :8])  # too few pixels
     assert torch.ops.openseg.winograd_conv3x3 not in calls.ops
     assert trained.weight.grad is not None
-    torch.testing.assert_close(bias_only.bias.grad, torch.full((136, ), 256.0))
+
+
+def test_training_keeps_the_direct_convolution_where_winograd_training_is_off(monkeypatch):
+    monkeypatch.setattr(winograd, 'WINOGRAD_TRAINING', False)
+    conv = convert_conv2d(_conv())
+    with _Calls() as calls:
+        conv(torch.randn(2, 128, 40, 40)).sum().backward()
+        with torch.no_grad():
+            conv(torch.randn(2, 128, 40, 40))
+    assert calls.ops.count(torch.ops.openseg.winograd_conv3x3) == 1  # the no-grad call
 
 
 def test_changed_weights_and_folded_norms_are_transformed_again():
