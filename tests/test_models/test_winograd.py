@@ -159,3 +159,14 @@ def test_flop_counter_counts_the_direct_convolution():
             conv(x)
         counts.append(counter.get_total_flops())
     assert counts[0] == counts[1] == 2 * 136 * 20 * 20 * 128 * 9
+
+
+def test_a_trained_output_can_be_modified_in_place():
+    """A ReLU(inplace=True) after the convolution: autograd refuses a custom function's
+    output that is a view."""
+    conv = convert_conv2d(_conv()).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 128, 40, 40).contiguous(memory_format=torch.channels_last)
+    out = nn.ReLU(inplace=True)(conv(x))
+    out.sum().backward()
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert conv.weight.grad is not None

@@ -206,7 +206,11 @@ def _nhwc(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
     tiles_wide = -(-width // 4)
     t_in, t_out = _INPUT_2D.to(x.device), _OUTPUT_2D.to(x.device)
     pixels = x.permute(0, 2, 3, 1)  # (N, H, W, C), contiguous
-    out = x.new_empty(n_images, height, width, out_channels)
+    # Channels-last, not a permuted view: autograd refuses a custom function's view output
+    # when a later layer modifies it in place (a ReLU).
+    result = torch.empty(n_images, out_channels, height, width, dtype=x.dtype,
+                         device=x.device, memory_format=torch.channels_last)
+    out = result.permute(0, 2, 3, 1)  # (N, H, W, K)
     u_t = u.transpose(1, 2)  # (36, C, K)
     for n in range(n_images):
         for t0, r, lo, hi, pad_top, pad_bottom in _bands(height, width):
@@ -222,7 +226,7 @@ def _nhwc(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
             y = y.permute(2, 0, 3, 1, 4).reshape(4 * r, 4 * tiles_wide, out_channels)
             rows = min(4 * r, height - 4 * t0)
             _store(out[n, 4 * t0:4 * t0 + rows], y[:rows, :width], bias)
-    return out.permute(0, 3, 1, 2)
+    return result
 
 
 def _store(dst: Tensor, y: Tensor, bias: Optional[Tensor]) -> None:
