@@ -8,9 +8,9 @@ working memory of one step: the CUDA allocator's peak on a GPU, the resident set
 ``--compare-mmdet`` builds mmdet's own Mask2Former of the same size (backbone, pixel decoder,
 queries, decoder layers, widths, points, class count, input size) in the same process, times
 the two models in turns and prints the ratios openseg / mmdet. Weights are random: speed does
-not depend on them. Both models run with freed CPU memory kept for reuse, as openseg's tools
-run them (``--release-freed-memory``: glibc's default, which page-faults each large tensor in
-afresh).
+not depend on them. Both models run under glibc's default policy for freed CPU memory, as
+mmdet's tools run them, which page-faults each large tensor in afresh; ``--keep-freed-memory``
+runs both as openseg's tools do (``env_cfg.keep_freed_memory``), freed memory kept for reuse.
 
 The roofline line gives each model's FLOPs per step (torch's flop counter: convolutions and
 matrix products) and the machine's rate on a 2048 x 2048 fp32 matrix product, timed in turns with
@@ -60,11 +60,11 @@ def parse_args(argv=None):
                              'the parts openseg lends it (a pixel decoder mmdet lacks), so that '
                              'the two differ in the decoder, head and post-processing only; by '
                              'default it runs them as built, as it runs its own parts')
-    parser.add_argument('--release-freed-memory', action='store_true',
-                        help="time with glibc's default allocator policy, which hands large "
-                             'freed blocks back to the system (each large tensor is then '
-                             "page-faulted in afresh); by default freed memory is kept, as "
-                             "openseg's tools run (env_cfg.keep_freed_memory)")
+    parser.add_argument('--keep-freed-memory', action='store_true',
+                        help="keep freed CPU memory for reuse, as openseg's tools do "
+                             "(env_cfg.keep_freed_memory), for both models; by default glibc's "
+                             'policy, as mmdet\'s tools run, hands large freed blocks back to '
+                             'the system and page-faults each large tensor in afresh')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. model.text_encoder.templates=[{}.]')
@@ -366,7 +366,7 @@ def main(argv=None):
     if args.compare_mmdet:
         # mmdet's Mask2Former has no semantic output: ask both for the same work.
         cfg.model.postprocessor.semantic_on = False
-    kept = not args.release_freed_memory and keep_freed_memory()
+    kept = args.keep_freed_memory and keep_freed_memory()
     torch.manual_seed(0)
     model = init_quietly(MODELS.build(cfg.model))
     if args.vocab_size:
@@ -382,8 +382,8 @@ def main(argv=None):
     print(f'device {device_description(args.device)}, input {args.size}x{args.size}, '
           f'{num_classes} classes, '
           f'median of {args.iters} (models interleaved), peak = weights + working memory; '
-          + ('freed memory kept for reuse (as openseg\'s tools)' if kept else
-             "glibc's default allocator policy"), flush=True)
+          + ("freed memory kept for reuse (as openseg's tools)" if kept else
+             "glibc's policy for freed memory (as mmdet's tools)"), flush=True)
     results = measure(models, args)
     if args.vocab_sweep:
         vocabulary_sweep(models['openseg'], args.vocab_sweep, args)
