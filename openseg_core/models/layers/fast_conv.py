@@ -1,6 +1,6 @@
 """Spatial convolutions on their faster CPU paths: trained in the memory layout whose backward
-is faster here, and 3 x 3 kernels without gradients by Winograd's algorithm (``winograd.py``)
-where that is faster.
+is faster here, and 3 x 3 kernels by Winograd's algorithm (``winograd.py``) where that is
+faster, with gradients too.
 
 A channels-last model runs its convolutions in NHWC, the faster layout without gradients on
 the CPUs this project measured, and for 1 x 1 kernels with them too. Without AVX-512, oneDNN's
@@ -33,10 +33,11 @@ def _wants_nchw(conv: nn.Conv2d, x: Tensor, weight: Tensor) -> bool:
 
 
 class FastConv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same parameters, same values to float rounding) that runs a channels-last
-    input in NCHW when it has gradients, its kernel is spatial and this CPU's NHWC backward is
-    the slower (module docstring), and a 3 x 3 kernel without gradients by Winograd's
-    algorithm where that is faster; the output keeps the input's memory format."""
+    """``nn.Conv2d`` (same parameters, same values to float rounding) that runs a 3 x 3 kernel by
+    Winograd's algorithm where that is faster (:func:`~.winograd.winograd_applies`), and
+    otherwise a channels-last input in NCHW when it has gradients, its kernel is spatial and
+    this CPU's NHWC backward is the slower (module docstring); the output keeps the input's
+    memory format."""
 
     def _conv_forward(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         if winograd_applies(self, x, weight, bias):

@@ -1,4 +1,4 @@
-"""3 x 3 convolutions by Winograd's minimal filtering, F(4 x 4, 3 x 3), for inference on a CPU.
+"""3 x 3 convolutions by Winograd's minimal filtering, F(4 x 4, 3 x 3), on a CPU.
 
 oneDNN 3 has no x86 Winograd kernels, so torch runs every 3 x 3 convolution directly: 9
 multiplications per output and input channel. F(4 x 4, 3 x 3) (Lavin and Gray, 2016) computes
@@ -15,6 +15,10 @@ channels at 128 x 128 120 -> 63 ms, at 32 x 32 9.2 -> 5.8 ms; 128 channels at 64
 6.1 ms; NHWC alike. 64 channels at 128 x 128: 11.0 -> 11.7 ms, slower.
 The error against float64 is about twice the direct convolution's (relative L2 1.1e-6 to
 2.7e-6 against 1.2e-6 over inputs of scale 1 to 100, 512 channels).
+
+In training the forward and the input's gradient take this path and the weight's gradient the
+direct backward (:class:`_TrainableWinogradConv3x3`). F(6 x 6, 3 x 3) was measured and not
+taken: 512 channels at 128 x 128 in NHWC 235 -> 216 ms against this, for twice the error.
 """
 import math
 from typing import Optional
