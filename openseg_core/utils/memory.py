@@ -41,9 +41,9 @@ def keep_freed_memory() -> bool:
     the deformable attention's samples, their gradients) is page-faulted in afresh: on a
     2-core Zen 3 a new 106 MB tensor costs about 30 ms of faults before any arithmetic. Kept,
     a training step reuses the last step's pages. A Mask2Former-R50 training step at
-    512 x 512 (batch 2, 2 cores): openseg 12.95 -> 10.32 s, mmdet's 18.09 -> 11.64 s (two
-    processes, medians of 5 steps; docs/reference_model.md). The resident set stays at the peak of the working memory,
-    as a GPU caching allocator's does.
+    512 x 512 (batch 2, 2 cores): openseg 12.95 -> 10.32 s, mmdet's 18.09 -> 11.64 s (medians
+    of 5 steps, docs/reference_model.md). The resident set stays at the peak of the working
+    memory, as a GPU caching allocator's does.
 
     ``tools/train.py`` and ``tools/test.py`` call it unless the config sets
     ``env_cfg.keep_freed_memory=False``; forked data-loader workers inherit it.
