@@ -166,7 +166,9 @@ def test_a_trained_output_can_be_modified_in_place():
     output that is a view."""
     conv = convert_conv2d(_conv()).to(memory_format=torch.channels_last)
     x = torch.randn(2, 128, 40, 40).contiguous(memory_format=torch.channels_last)
-    out = nn.ReLU(inplace=True)(conv(x))
-    out.sum().backward()
+    with _Calls() as calls:
+        out = nn.ReLU(inplace=True)(conv(x))
+        out.sum().backward()
+    assert torch.ops.openseg.winograd_conv3x3 in calls.ops
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert conv.weight.grad is not None
