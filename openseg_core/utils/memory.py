@@ -2,6 +2,7 @@
 ``tools/benchmark.py`` and the plugins' benchmark suites)."""
 import ctypes
 import ctypes.util
+import functools
 import resource
 from typing import Callable
 
@@ -22,11 +23,17 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 _GLIBC_MMAP_MAX = 65536  # glibc's default M_MMAP_MAX
 
 
+@functools.lru_cache(maxsize=None)
+def _libc():
+    """The C library, looked up once (``find_library`` runs ``ldconfig``)."""
+    return ctypes.CDLL(ctypes.util.find_library('c'))
+
+
 def _call_libc(function: str, *args) -> bool:
     """Call a glibc allocator function; whether it said it succeeded (False where there is no
     glibc)."""
     try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library('c')), function)(*args) == 1
+        return getattr(_libc(), function)(*args) == 1
     except (OSError, AttributeError, TypeError):
         return False
 

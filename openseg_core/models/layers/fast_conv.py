@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .inference_cache import inference_cache
 from .linear import cpu_has_avx512
-from .winograd import winograd_applies, winograd_conv2d, winograd_weight
+from .winograd import winograd_applies, winograd_conv2d
 
 #: Whether spatial convolutions train in NHWC when the model is channels-last (AVX-512 CPUs,
 #: where the project's training figures were measured in that layout).
@@ -41,12 +41,7 @@ class FastConv2d(nn.Conv2d):
 
     def _conv_forward(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         if winograd_applies(self, x, weight, bias):
-            transform = None
-            if not (torch.is_grad_enabled() and weight.requires_grad):
-                # Keyed by the weight given: a folded batch norm's weights are a cached tensor.
-                transform = inference_cache(self).get('winograd', (weight, ),
-                                                      lambda: winograd_weight(weight))
-            return winograd_conv2d(x, weight, bias, transform)
+            return winograd_conv2d(x, weight, bias, inference_cache(self))
         if not _wants_nchw(self, x, weight):
             return super()._conv_forward(x, weight, bias)
         out = super()._conv_forward(x.contiguous(), weight.contiguous(), bias)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .inference_cache import InferenceCache
 from .linear import cpu_has_avx512
 
 #: Whether 3 x 3 convolutions without gradients take this path. Measured faster only on a CPU
@@ -84,11 +85,12 @@ def winograd_applies(conv: nn.Conv2d, x: Tensor, weight: Tensor,
     or groups) with enough channels and pixels, on the CPU, where :data:`WINOGRAD_INFERENCE`
     (nothing needs a gradient) or :data:`WINOGRAD_TRAINING` (something does) says it is
     faster."""
-    tracked = _tracked(x, weight, bias)
-    if tracked and (not WINOGRAD_TRAINING or x.dim() != 4
-                    or x.shape[0] * x.shape[-2] * x.shape[-1] < MIN_TRAINING_PIXELS):
-        return False
-    return ((tracked or WINOGRAD_INFERENCE) and conv.kernel_size == (3, 3)
+    if _tracked(x, weight, bias):
+        enabled = (WINOGRAD_TRAINING and x.dim() == 4
+                   and x.shape[0] * x.shape[-2] * x.shape[-1] >= MIN_TRAINING_PIXELS)
+    else:
+        enabled = WINOGRAD_INFERENCE
+    return (enabled and conv.kernel_size == (3, 3)
             and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
             and conv.groups == 1 and conv.padding_mode == 'zeros'
             and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
@@ -102,16 +104,18 @@ def _tracked(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
 
 
 def winograd_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
-                    weight_transform: Optional[Tensor] = None) -> Tensor:
+                    cache: Optional[InferenceCache] = None) -> Tensor:
     """``F.conv2d(x, weight, bias, padding=1)`` for a 3 x 3 ``weight`` by Winograd's
     algorithm, in the input's memory format; differentiable (:class:`_TrainableWinogradConv3x3`)
-    when something needs a gradient. Without gradients ``weight_transform`` (its
-    :func:`winograd_weight`, when the caller keeps it) saves the filter transform."""
+    when something needs a gradient. ``cache``, the calling module's, keeps the filter
+    transform of a weight without gradient between calls, keyed by the weight given (a folded
+    batch norm's weights are a cached tensor themselves); a trained weight's is made anew."""
+    transform = None
+    if cache is not None and not (torch.is_grad_enabled() and weight.requires_grad):
+        transform = cache.get('winograd', (weight, ), lambda: winograd_weight(weight))
     if _tracked(x, weight, bias):
-        return _TrainableWinogradConv3x3.apply(x, weight, bias)
-    if weight_transform is None:
-        weight_transform = winograd_weight(weight)
-    return winograd_conv3x3(x, weight_transform, bias)
+        return _TrainableWinogradConv3x3.apply(x, weight, bias, transform)
+    return winograd_conv3x3(x, winograd_weight(weight) if transform is None else transform, bias)
 
 
 class _TrainableWinogradConv3x3(torch.autograd.Function):
@@ -127,10 +131,14 @@ class _TrainableWinogradConv3x3(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                transform: Optional[Tensor]) -> Tensor:
+        """``transform``: the weight's, when kept (a frozen weight), else ``None``."""
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return winograd_conv3x3(x, winograd_weight(weight), bias)
+        if transform is None:
+            transform = winograd_weight(weight)
+        return winograd_conv3x3(x, transform, bias)
 
     @staticmethod
     @once_differentiable
@@ -145,7 +153,7 @@ class _TrainableWinogradConv3x3(torch.autograd.Function):
                 grad.contiguous(), x.contiguous(), weight.contiguous(),
                 [weight.shape[0]] if ctx.has_bias else None, [1, 1], [1, 1], [1, 1], False,
                 [0, 0], 1, [False, ctx.needs_input_grad[1], ctx.needs_input_grad[2]])
-        return grad_x, grad_weight, grad_bias
+        return grad_x, grad_weight, grad_bias, None
 
 
 @torch.library.custom_op('openseg::winograd_conv3x3', mutates_args=())
