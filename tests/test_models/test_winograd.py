@@ -42,12 +42,15 @@ def _relative_error(out, expected):
 
 @pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('bias', [True, False])
-def test_outputs_are_the_convolution_s_at_float_precision(channels_last, bias, monkeypatch):
-    # A few tiles a band, so that the 19 x 23 maps (neither a multiple of 4) span several
-    # bands with partial tiles at the bottom and right edges.
+@pytest.mark.parametrize('size', [(19, 23), (20, 24)])
+def test_outputs_are_the_convolution_s_at_float_precision(channels_last, bias, size,
+                                                          monkeypatch):
+    # A few tiles a band, so that the maps span several bands: 19 x 23 (neither a multiple
+    # of 4) with partial tiles at the bottom and right edges, 20 x 24 with whole tiles only
+    # (stored through a tiled view of the output in NHWC).
     monkeypatch.setattr(winograd, 'TILES_PER_BAND', 12)
     conv = _conv(bias=bias)
-    x = torch.randn(2, 128, 19, 23) * 3 + 1
+    x = torch.randn(2, 128, *size) * 3 + 1
     expected = F.conv2d(x.double(), conv.weight.double(),
                         None if conv.bias is None else conv.bias.double(), padding=1)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -56,7 +59,7 @@ def test_outputs_are_the_convolution_s_at_float_precision(channels_last, bias, m
         out = fast(x.contiguous(memory_format=fmt))
     assert torch.ops.openseg.winograd_conv3x3 in calls.ops
     assert torch.ops.aten.convolution not in calls.ops
-    assert out.shape == (2, 136, 19, 23)
+    assert out.shape == (2, 136, *size)
     assert out.is_contiguous(memory_format=fmt)
     # The direct convolution's error here is about 1e-6; F(4 x 4, 3 x 3)'s about twice that.
     assert _relative_error(out, expected) < 1e-5

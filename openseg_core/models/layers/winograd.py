@@ -235,9 +235,16 @@ def _nhwc(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
             v = (t_in @ tiles.reshape(36, -1)).view(36, r * tiles_wide, channels)
             m = torch.bmm(v, u_t)  # (36, tiles, K)
             y = (t_out @ m.view(36, -1)).view(4, 4, r, tiles_wide, out_channels)
-            y = y.permute(2, 0, 3, 1, 4).reshape(4 * r, 4 * tiles_wide, out_channels)
+            y = y.permute(2, 0, 3, 1, 4)  # (r, 4, tiles_wide, 4, K)
             rows = min(4 * r, height - 4 * t0)
-            _store(out[n, 4 * t0:4 * t0 + rows], y[:rows, :width], bias)
+            if rows == 4 * r and width == 4 * tiles_wide:
+                # Whole tiles: stored through a tiled view of the output, in one pass
+                # (reshaping first would copy the band once more).
+                _store(out[n, 4 * t0:4 * t0 + rows].view(r, 4, tiles_wide, 4, out_channels),
+                       y, bias)
+            else:
+                y = y.reshape(4 * r, 4 * tiles_wide, out_channels)
+                _store(out[n, 4 * t0:4 * t0 + rows], y[:rows, :width], bias)
     return result
 
 

@@ -87,6 +87,19 @@ def test_batched_prediction_for_every_task(model, datasets):
 
 
 @torch.no_grad()
+def test_a_task_gets_its_own_images_and_a_one_task_batch_is_not_copied(model, datasets):
+    model.eval()
+    feats = model.extract_feat(_batch(model, datasets, 'val', per_task=1)['inputs'])
+    assert feats.take([0, 1, 2]) is feats
+    for index in ([2, 0], torch.tensor([1])):
+        sub = feats.take(index)
+        picked = torch.as_tensor(index)
+        assert torch.equal(sub.mask_features, feats.mask_features[picked])
+        assert all(torch.equal(s, m[picked]) for s, m in zip(sub.memories, feats.memories))
+        assert torch.equal(sub.pooled, feats.pooled[picked])
+
+
+@torch.no_grad()
 def test_caption_text_does_not_change_latent_outputs(model, datasets):
     """Fig. 4: under captioning, latent queries do not attend text; under referring, the
     object queries do, and the global query never does."""
