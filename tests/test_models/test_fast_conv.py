@@ -88,3 +88,31 @@ def test_mmcv_s_convolution_wrapper_is_converted_too():
     convert_conv2d(block)
     assert [type(m) for m in block] == [FastConv2d, FastConv2d]
     torch.testing.assert_close(block(x), expected)
+
+
+@pytest.mark.parametrize('groups, stride', [(1, 1), (8, 1), (8, 2)], ids=['dense', 'depthwise',
+                                                                         'strided'])
+@pytest.mark.parametrize('activation', ['relu', 'gelu'])
+def test_the_activation_is_fused_into_the_convolution_at_inference_only(groups, stride,
+                                                                        activation):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from openseg_core.models.layers import conv2d_activation, flop_formulas
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 5, stride=stride, padding=2, groups=groups).eval()
+    conv.to(memory_format=torch.channels_last)
+    x = torch.randn(1, 8, 12, 12).contiguous(memory_format=torch.channels_last)
+    function = {'relu': torch.relu, 'gelu': nn.functional.gelu}[activation]
+    expected = function(conv(x))
+    with torch.no_grad(), _ConvolutionLayouts() as plain_convolutions, \
+            FlopCounterMode(display=False, custom_mapping=flop_formulas()) as flops:
+        out = conv2d_activation(conv, x, activation)
+    assert not plain_convolutions.nchw  # the fused operator, not aten's convolution
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    with FlopCounterMode(display=False) as plain_flops:
+        conv(x)
+    assert flops.get_total_flops() == plain_flops.get_total_flops()
+    # With gradients: the module and torch's function, which autograd can differentiate.
+    x.requires_grad_(True)
+    conv2d_activation(conv, x, activation).sum().backward()
+    assert x.grad is not None

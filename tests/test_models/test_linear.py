@@ -172,3 +172,22 @@ def test_the_activation_is_applied_on_every_path(activation, rows, trained, monk
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match='activation must be one of'):
         onednn_linear(x, weight, bias, activation='swish')
+
+
+@pytest.mark.parametrize('op', ['add', 'mul'])
+@pytest.mark.parametrize('trained', [False, True])
+def test_the_binary_operation_is_fused_without_gradients_and_applied_on_every_path(op, trained):
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(64, 16), torch.randn(8, 16), torch.randn(8)
+    # A strided operand, as a column slice of a wider product is.
+    other = torch.randn(64, 20)[:, 4:12]
+    weight.requires_grad_(trained)
+    expected = {'add': torch.add, 'mul': torch.mul}[op](F.linear(x, weight, bias), other)
+    with torch.set_grad_enabled(trained):
+        products = _count_inner_products(
+            lambda: torch.testing.assert_close(
+                linear.onednn_linear_binary(x, other, weight, bias, op), expected,
+                rtol=1e-5, atol=1e-5))
+    assert products == (0 if trained else 1)
+    with pytest.raises(ValueError, match='op must be one of'):
+        linear.onednn_linear_binary(x, other, weight, bias, 'sub')

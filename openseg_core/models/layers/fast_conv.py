@@ -10,6 +10,7 @@ backward): 3 x 3, 256 channels at 128 x 128 took 1583 ms against 933 ms in NCHW,
 other way round. There, such a convolution with gradients copies its input and weight to
 NCHW and its output back (a pass over each map, a few milliseconds against hundreds).
 """
+import math
 from typing import Optional
 
 import torch
@@ -17,7 +18,7 @@ from mmcv.cnn.bricks.wrappers import Conv2d as MMCVConv2d
 from torch import Tensor, nn
 
 from .inference_cache import inference_cache
-from .linear import cpu_has_avx512
+from .linear import ACTIVATIONS, cpu_has_avx512, onednn_usable
 from .winograd import winograd_applies, winograd_conv2d
 
 #: Whether spatial convolutions train in NHWC when the model is channels-last (AVX-512 CPUs,
@@ -46,6 +47,43 @@ class FastConv2d(nn.Conv2d):
             return super()._conv_forward(x, weight, bias)
         out = super()._conv_forward(x.contiguous(), weight.contiguous(), bias)
         return out.contiguous(memory_format=torch.channels_last)
+
+
+def _find_pointwise_convolution():
+    try:
+        return torch.ops.mkldnn._convolution_pointwise
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return None
+
+
+_pointwise_convolution = _find_pointwise_convolution()
+
+
+def conv2d_activation(conv: nn.Conv2d, x: Tensor, activation: str) -> Tensor:
+    """``activation(conv(x))`` for a ``conv`` with zero padding (``activation`` one of
+    ``layers.linear.ACTIVATIONS``): without gradients on float32 CPU tensors, one oneDNN
+    convolution with the activation as its post-op (applied as the output is written, not in
+    a pass of its own); ``conv`` and torch's function otherwise. The same values to float
+    rounding."""
+    fused, function = ACTIVATIONS[activation]
+    if (_pointwise_convolution is None or torch.is_grad_enabled() or conv.training
+            or conv.padding_mode != 'zeros' or isinstance(conv.padding, str)
+            or not onednn_usable(x, conv.weight)):
+        return function(conv(x))
+    return _pointwise_convolution(x, conv.weight, conv.bias, list(conv.padding),
+                                  list(conv.stride), list(conv.dilation), conv.groups, *fused)
+
+
+def flop_formulas() -> dict:
+    """FLOP formulas, for torch's ``FlopCounterMode(custom_mapping=...)``, of the operators
+    these layers call that torch's counter does not know (the fused convolution)."""
+    if _pointwise_convolution is None:
+        return {}
+
+    def convolution(x_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+        return 2 * math.prod(out_shape) * math.prod(weight_shape[1:])
+
+    return {_pointwise_convolution: convolution}
 
 
 def convert_conv2d(module: nn.Module) -> nn.Module:

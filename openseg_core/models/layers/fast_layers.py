@@ -5,6 +5,7 @@ from .attention import convert_multihead_attention
 from .deformable_attention import convert_deformable_attention
 from .deformable_pixel_decoder import convert_pixel_decoder
 from .fast_conv import convert_conv2d
+from .fast_conv import flop_formulas as convolution_flop_formulas
 from .folded_batch_norm import convert_batch_norm_folding
 from .linear import convert_linear
 from .linear import flop_formulas as linear_flop_formulas
@@ -34,4 +35,5 @@ def convert_fast_layers(module: nn.Module) -> nn.Module:
 def flop_formulas() -> dict:
     """FLOP formulas, for torch's ``FlopCounterMode(custom_mapping=...)``, of the operators the
     converted layers call that torch's counter does not know."""
-    return {**linear_flop_formulas(), **winograd_flop_formulas()}
+    return {**linear_flop_formulas(), **winograd_flop_formulas(),
+            **convolution_flop_formulas()}

@@ -132,6 +132,31 @@ def onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
     return ACTIVATIONS[activation][1](out) if activation else out
 
 
+#: Element-wise operations :func:`onednn_linear_binary` can fuse, with torch's functions for
+#: the other paths.
+BINARY_OPS = {'add': torch.add, 'mul': torch.mul}
+
+
+def onednn_linear_binary(x: Tensor, other: Tensor, weight: Tensor,
+                         bias: Optional[Tensor] = None, op: str = 'add') -> Tensor:
+    """``op(F.linear(x, weight, bias), other)`` (``(rows, in)`` and ``(rows, out)`` ->
+    ``(rows, out)``; ``op`` one of :data:`BINARY_OPS`): without gradients on float32 CPU
+    tensors, one oneDNN inner product with the operation as its post-op, a residual add or a
+    gate applied as the product is written instead of in a pass of its own; torch's
+    operations otherwise. The same values to float summation order."""
+    if op not in BINARY_OPS:
+        raise ValueError(f'op must be one of {tuple(BINARY_OPS)}, not {op!r}')
+    tracked = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, other, weight, bias))
+    if (not tracked and _pointwise_linear is not None and x.dim() == 2
+            and x.shape[0] >= MIN_ROWS_POINTWISE and onednn_usable(x, other, weight)
+            and weight.storage_offset() == 0 and weight.is_contiguous()
+            and (bias is None or bias.dtype == torch.float32)
+            and other.shape == (x.shape[0], weight.shape[0])):
+        return _pointwise_linear.binary(x, other.contiguous(), weight, bias, op)
+    return BINARY_OPS[op](F.linear(x, weight, bias), other)
+
+
 class OneDNNLinear(nn.Linear):
     """``nn.Linear`` (same parameters) whose forward is :func:`onednn_linear`."""
 
