@@ -128,7 +128,8 @@ def outputs(request):
     with pytest.MonkeyPatch.context() as patch:
         for flag in ('WINOGRAD_INFERENCE', 'WINOGRAD_TRAINING'):
             patch.setattr(winograd, flag, True)
-        for limit in ('MIN_CHANNELS', 'MIN_PIXELS', 'MIN_TRAINING_PIXELS'):
+        for limit in ('MIN_CHANNELS', 'MIN_PIXELS', 'MIN_TRAINING_CHANNELS',
+                      'MIN_TRAINING_PIXELS'):
             patch.setattr(winograd, limit, 1)
         patch.setattr(winograd, 'winograd_conv3x3', counted)
         patch.setattr(winograd, '_TrainableWinogradConv3x3', CountedTrainable)

@@ -14,9 +14,11 @@ pytestmark = pytest.mark.usefixtures('single_thread')
 
 @pytest.fixture(autouse=True)
 def winograd_on(monkeypatch):
-    """The path on whatever CPU runs the tests (it is chosen by CPU capability)."""
+    """The path on whatever CPU runs the tests (it is chosen by CPU capability), for the
+    tests' 128-channel convolutions in training too."""
     monkeypatch.setattr(winograd, 'WINOGRAD_INFERENCE', True)
     monkeypatch.setattr(winograd, 'WINOGRAD_TRAINING', True)
+    monkeypatch.setattr(winograd, 'MIN_TRAINING_CHANNELS', 128)
 
 
 class _Calls(TorchDispatchMode):
@@ -67,15 +69,17 @@ def test_outputs_are_the_convolution_s_at_float_precision(channels_last, bias, s
 
 @pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('trained', ['all', 'weight', 'bias'])
-def test_gradients_are_the_convolution_s(channels_last, trained, monkeypatch):
-    """Training: the output and the input's gradient by Winograd's algorithm, the weight's
-    and bias's direct. 'bias' is a frozen weight with a trainable bias (BitFit)."""
+@pytest.mark.parametrize('size', [(19, 23), (20, 24)])
+def test_gradients_are_the_convolution_s(channels_last, trained, size, monkeypatch):
+    """Training: the output and the input's and weight's gradients by Winograd's algorithm,
+    over several bands, with partial edge tiles (19 x 23) and without (20 x 24). 'bias' is
+    a frozen weight with a trainable bias (BitFit)."""
     monkeypatch.setattr(winograd, 'TILES_PER_BAND', 12)
     monkeypatch.setattr(winograd, 'MIN_TRAINING_PIXELS', 2 * 19 * 23)
     conv = _conv()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = (torch.randn(2, 128, 19, 23) * 3 + 1).contiguous(memory_format=fmt)
-    grad = torch.randn(2, 136, 19, 23)
+    x = (torch.randn(2, 128, *size) * 3 + 1).contiguous(memory_format=fmt)
+    grad = torch.randn(2, 136, *size)
     x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, conv.weight, conv.bias))
     F.conv2d(x64, w64, b64, padding=1).backward(grad.double())
     fast = convert_conv2d(conv).to(memory_format=fmt)
@@ -84,9 +88,10 @@ def test_gradients_are_the_convolution_s(channels_last, trained, monkeypatch):
     with _Calls() as calls:
         out = fast(x)
         out.backward(grad.contiguous(memory_format=fmt))
-    # Forward and input gradient; the weight's gradient alone goes to the direct backward.
+    # Forward and input gradient; the weight's gradient is products of its own.
     assert calls.ops.count(torch.ops.openseg.winograd_conv3x3) == 1 + (trained == 'all')
     assert torch.ops.aten.convolution not in calls.ops
+    assert torch.ops.aten.convolution_backward not in calls.ops
     assert out.is_contiguous(memory_format=fmt)
     assert _relative_error(out, F.conv2d(x64, w64, b64, padding=1)) < 1e-5
     assert _relative_error(fast.bias.grad, b64.grad) < 1e-5
@@ -109,6 +114,17 @@ def test_other_kernels_and_small_maps_take_the_direct_convolution():
             convert_conv2d(_conv())(x[..., :8, :8])  # too few pixels
     assert torch.ops.openseg.winograd_conv3x3 not in calls.ops
     assert trained.weight.grad is not None
+
+
+def test_training_takes_the_direct_convolution_below_its_channel_floor(monkeypatch):
+    monkeypatch.setattr(winograd, 'MIN_TRAINING_CHANNELS', 256)
+    conv = convert_conv2d(_conv())  # 128 -> 136 channels
+    with _Calls() as calls:
+        conv(torch.randn(2, 128, 40, 40)).sum().backward()
+        with torch.no_grad():
+            conv(torch.randn(2, 128, 40, 40))
+    assert calls.ops.count(torch.ops.openseg.winograd_conv3x3) == 1  # the no-grad call
+    assert torch.ops.aten.convolution_backward in calls.ops
 
 
 def test_training_keeps_the_direct_convolution_where_winograd_training_is_off(monkeypatch):

@@ -16,8 +16,8 @@ channels at 128 x 128 120 -> 63 ms, at 32 x 32 9.2 -> 5.8 ms; 128 channels at 64
 The error against float64 is about twice the direct convolution's (relative L2 1.1e-6 to
 2.7e-6 against 1.2e-6 over inputs of scale 1 to 100, 512 channels).
 
-In training the forward and the input's gradient take this path and the weight's gradient the
-direct backward (:class:`_TrainableWinogradConv3x3`). F(6 x 6, 3 x 3) was measured and not
+In training the forward and both gradients take it too (:class:`_TrainableWinogradConv3x3`,
+:func:`winograd_weight_gradient`). F(6 x 6, 3 x 3) was measured and not
 taken: 512 channels at 128 x 128 in NHWC 235 -> 216 ms against this, for twice the error.
 """
 import math
@@ -36,20 +36,24 @@ from .linear import cpu_has_avx512
 #: of this without the row bands was slower at 128 x 128 (docs/plugins/xdecoder.md).
 WINOGRAD_INFERENCE = not cpu_has_avx512()
 #: Whether such convolutions with gradients take it too (:class:`_TrainableWinogradConv3x3`:
-#: the forward and the input's gradient by this path, the weight's gradient direct).
+#: the forward and both gradients by this path).
 WINOGRAD_TRAINING = not cpu_has_avx512()
 #: Fewest input and output channels worth it: the transforms cost per element of the maps,
 #: the products they save per element grow with the channels (64 channels: slower).
 MIN_CHANNELS = 128
+#: Fewest input and output channels worth it with gradients. Forward and backward, batch 2,
+#: NHWC, 2 Zen 3 cores, direct against this path: 128 channels at 64 x 64 83 against 103 ms,
+#: at 32 x 32 24 against 28 ms; 256 channels at 32 x 32 95 against 68 ms.
+MIN_TRAINING_CHANNELS = 256
 #: Fewest output pixels worth it: with a few tiles the products are too thin (512 channels
 #: at 8 x 8 in NCHW: 4 against 9 ms).
 MIN_PIXELS = 256
 #: Fewest output pixels over the batch worth it with gradients: training transforms the filter
-#: twice a step (the forward's and the input gradient's), a cost of the weight's size that
-#: the saved products repay only on enough pixels. Forward and backward, 2 Zen 3 cores,
-#: batch 2, NHWC: 512 channels at 16 x 16 69 -> 89 ms (slower), at 32 x 32 398 -> 298 ms;
-#: 256 channels at 32 x 32 67 -> 62 ms, at 128 x 128 1046 -> 820 ms; 128 channels at 32 x 32
-#: and 64 x 64 even.
+#: twice a step (the forward's and the input gradient's) and the weight's gradient back once,
+#: costs of the weight's size that the saved products repay only on enough pixels. Forward
+#: and backward, 2 Zen 3 cores, batch 2, NHWC, direct against this path: 512 channels at
+#: 16 x 16 91 against 199 ms (slower), at 32 x 32 312 against 231 ms; 256 channels at 32 x 32
+#: 95 against 68 ms, at 128 x 128 1430 against 749 ms.
 MIN_TRAINING_PIXELS = 2048
 #: Tiles per band: fewer leave the products small, more leave the caches.
 TILES_PER_BAND = 256
@@ -88,12 +92,13 @@ def winograd_applies(conv: nn.Conv2d, x: Tensor, weight: Tensor,
     if _tracked(x, weight, bias):
         enabled = (WINOGRAD_TRAINING and x.dim() == 4
                    and x.shape[0] * x.shape[-2] * x.shape[-1] >= MIN_TRAINING_PIXELS)
+        min_channels = MIN_TRAINING_CHANNELS
     else:
-        enabled = WINOGRAD_INFERENCE
+        enabled, min_channels = WINOGRAD_INFERENCE, MIN_CHANNELS
     return (enabled and conv.kernel_size == (3, 3)
             and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
             and conv.groups == 1 and conv.padding_mode == 'zeros'
-            and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
+            and min(conv.in_channels, conv.out_channels) >= min_channels
             and x.dim() == 4 and x.shape[-2] * x.shape[-1] >= MIN_PIXELS
             and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32)
 
@@ -119,10 +124,8 @@ def winograd_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
 
 
 class _TrainableWinogradConv3x3(torch.autograd.Function):
-    """A 3 x 3 convolution (stride 1, padding 1) whose forward and input gradient run by
-    Winograd's algorithm, and whose weight and bias gradients run direct (torch's
-    ``convolution_backward``, in NCHW: its NHWC weight gradient is 3x slower on the CPUs
-    that take this path).
+    """A 3 x 3 convolution (stride 1, padding 1) whose forward and gradients run by
+    Winograd's algorithm (the weight's: :func:`winograd_weight_gradient`, in NCHW).
 
     The input's gradient of such a convolution is the same kind of convolution of the output's
     gradient, with the kernel flipped and its input and output channels swapped. 256 channels
@@ -135,7 +138,6 @@ class _TrainableWinogradConv3x3(torch.autograd.Function):
                 transform: Optional[Tensor]) -> Tensor:
         """``transform``: the weight's, when kept (a frozen weight), else ``None``."""
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         if transform is None:
             transform = winograd_weight(weight)
         return winograd_conv3x3(x, transform, bias)
@@ -148,11 +150,10 @@ class _TrainableWinogradConv3x3(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = winograd_conv3x3(
                 grad, winograd_weight(weight.flip(2, 3).transpose(0, 1)), None)
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-                grad.contiguous(), x.contiguous(), weight.contiguous(),
-                [weight.shape[0]] if ctx.has_bias else None, [1, 1], [1, 1], [1, 1], False,
-                [0, 0], 1, [False, ctx.needs_input_grad[1], ctx.needs_input_grad[2]])
+        if ctx.needs_input_grad[1]:
+            grad_weight = winograd_weight_gradient(x, grad)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum((0, 2, 3))
         return grad_x, grad_weight, grad_bias, None
 
 
@@ -190,6 +191,20 @@ def _bands(height: int, width: int):
         yield t0, r, lo, hi, lo - top, top + 4 * r + 2 - hi
 
 
+def _nchw_input_tiles(image: Tensor, t_in: Tensor, r: int, lo: int, hi: int, pad_top: int,
+                      pad_bottom: int) -> Tensor:
+    """One band's transformed input tiles ``B^T d B``: ``(36, C, r * tiles_wide)`` from an
+    image's ``(C, H, W)`` map (the band's rows ``lo:hi``, zero-padded as :func:`_bands`
+    says)."""
+    channels, width = image.shape[0], image.shape[-1]
+    tiles_wide = -(-width // 4)
+    band = F.pad(image[:, lo:hi], (1, 4 * tiles_wide + 1 - width, pad_top, pad_bottom))
+    band_w = band.shape[-1]
+    tiles = band.as_strided((6, 6, channels, r, tiles_wide),
+                            (band_w, 1, band.shape[-2] * band_w, 4 * band_w, 4))
+    return (t_in @ tiles.reshape(36, -1)).view(36, channels, r * tiles_wide)
+
+
 def _nchw(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
     n_images, channels, height, width = x.shape
     out_channels = u.shape[1]
@@ -198,11 +213,7 @@ def _nchw(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
     out = x.new_empty(n_images, out_channels, height, width)
     for n in range(n_images):
         for t0, r, lo, hi, pad_top, pad_bottom in _bands(height, width):
-            band = F.pad(x[n, :, lo:hi], (1, 4 * tiles_wide + 1 - width, pad_top, pad_bottom))
-            band_w = band.shape[-1]
-            tiles = band.as_strided((6, 6, channels, r, tiles_wide),
-                                    (band_w, 1, band.shape[-2] * band_w, 4 * band_w, 4))
-            v = (t_in @ tiles.reshape(36, -1)).view(36, channels, r * tiles_wide)
+            v = _nchw_input_tiles(x[n], t_in, r, lo, hi, pad_top, pad_bottom)
             m = torch.bmm(u, v)  # (36, K, tiles)
             y = (t_out @ m.view(36, -1)).view(4, 4, out_channels, r, tiles_wide)
             y = y.permute(2, 3, 0, 4, 1).reshape(out_channels, 4 * r, 4 * tiles_wide)
@@ -210,6 +221,38 @@ def _nchw(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
             _store(out[n, :, 4 * t0:4 * t0 + rows], y[:, :rows, :width],
                    None if bias is None else bias.view(-1, 1, 1))
     return out
+
+
+def winograd_weight_gradient(x: Tensor, grad: Tensor) -> Tensor:
+    """The weight's gradient ``(K, C, 3, 3)`` of a 3 x 3 convolution (stride 1, padding 1) of
+    ``x (N, C, H, W)`` whose output has the gradient ``grad (N, K, H, W)``, by the same
+    algorithm: the forward is ``Y = A^T [sum_c U_kc * V_c] A`` per tile with ``U = G w G^T``,
+    so ``dU_kc = sum over tiles of (A dY_k A^T) * V_c`` (36 products ``(K, tiles) x (tiles,
+    C)``, as many multiplications as the forward's) and ``dw = G^T dU G``.
+
+    Batch 2, NCHW, 2 Zen 3 cores, against torch's direct backward: 256 channels at 128 x 128
+    241 against 521 ms, 512 channels 725 against 1817 ms, 256 at 32 x 32 25 against 49 ms.
+    Relative error against float64 1.9e-6 to 2.6e-6 (the direct backward's 0.8e-6 to
+    3.2e-6)."""
+    x, grad = x.contiguous(), grad.contiguous()
+    n_images, channels, height, width = x.shape
+    out_channels = grad.shape[1]
+    tiles_wide = -(-width // 4)
+    t_in, t_out = _INPUT_2D.to(x.device), _OUTPUT_2D.to(x.device)
+    du = x.new_zeros(36, out_channels, channels)
+    for n in range(n_images):
+        for t0, r, lo, hi, pad_top, pad_bottom in _bands(height, width):
+            v = _nchw_input_tiles(x[n], t_in, r, lo, hi, pad_top, pad_bottom)
+            rows = min(4 * r, height - 4 * t0)
+            # The band's output gradient in whole 4 x 4 tiles: outputs past the map's edge
+            # do not exist, so their gradient is zero.
+            g = F.pad(grad[n, :, 4 * t0:4 * t0 + rows],
+                      (0, 4 * tiles_wide - width, 0, 4 * r - rows))
+            g = g.view(out_channels, r, 4, tiles_wide, 4).permute(2, 4, 0, 1, 3)
+            m = (t_out.t() @ g.reshape(16, -1)).view(36, out_channels, r * tiles_wide)
+            du.baddbmm_(m, v.transpose(1, 2))
+    return (_FILTER_2D.to(x.device).t() @ du.view(36, -1)).t().reshape(
+        out_channels, channels, 3, 3)
 
 
 def _nhwc(x: Tensor, u: Tensor, bias: Optional[Tensor]) -> Tensor:
