@@ -180,6 +180,21 @@ def test_flop_counter_counts_the_direct_convolution():
     assert counts[0] == counts[1] == 2 * 136 * 20 * 20 * 128 * 9
 
 
+def test_flop_counter_counts_a_training_step_as_the_direct_convolution_s(monkeypatch):
+    monkeypatch.setattr(winograd, 'MIN_TRAINING_PIXELS', 1)
+    x = torch.randn(2, 128, 20, 20, requires_grad=True)
+    counts = []
+    for conv in (_conv(), convert_conv2d(_conv())):
+        with FlopCounterMode(display=False, custom_mapping=flop_formulas()) as counter:
+            conv(x).sum().backward()
+        counts.append(counter.get_total_flops())
+    # Forward, input gradient and weight gradient, each the direct convolution's; Winograd's
+    # path also transforms the filter twice, (36, 9) x (9, K * C) products torch counts.
+    direct = 3 * 2 * 2 * 136 * 20 * 20 * 128 * 9
+    assert counts[0] == direct
+    assert counts[1] == direct + 2 * 2 * 36 * 9 * 136 * 128
+
+
 def test_a_trained_output_can_be_modified_in_place():
     """A ReLU(inplace=True) after the convolution: autograd refuses a custom function's
     output that is a view."""
