@@ -82,6 +82,40 @@ def test_vocabulary_is_encoded_once_while_frozen(monkeypatch):
     assert torch.allclose(first.norm(dim=-1), torch.ones(3))
 
 
+@pytest.mark.parametrize('train_templates', ['all', 'sample'])
+def test_a_trained_tower_encodes_one_drawn_template_per_name_when_asked(train_templates,
+                                                                         monkeypatch):
+    templates = ('a photo of a {}.', 'a {} in a picture.', 'art of the {}.')
+    enc = _tiny(templates=templates, frozen=False, train_templates=train_templates).train()
+    prompts = []
+    original = enc._run_tower
+    monkeypatch.setattr(enc, '_run_tower', lambda t: prompts.append(len(t)) or original(t))
+    names = ['circle', 'square', 'sky', 'sand']
+    torch.manual_seed(0)
+    trained = enc.encode_vocabulary(names)
+    assert trained.requires_grad and trained.shape == (4, 32)
+    torch.manual_seed(0)
+    assert torch.equal(trained, enc.encode_vocabulary(names))  # drawn by torch's generator
+    with torch.no_grad():  # evaluation: every template, averaged
+        evaluated = enc.encode_vocabulary(names)
+    sequences = {'all': 4 * 3, 'sample': 4}[train_templates]
+    assert prompts == [sequences, sequences, 4 * 3]
+    if train_templates == 'sample':
+        # Each name's embedding is one of its templates' own.
+        for name, embed in zip(names, trained.detach()):
+            singles = [_single(enc, t.format(name)) for t in templates]
+            assert any(torch.allclose(embed, single, atol=1e-6) for single in singles)
+    else:
+        torch.testing.assert_close(trained.detach(), evaluated)
+    with pytest.raises(ValueError, match='train_templates must be one of'):
+        _tiny(train_templates='random')
+
+
+def _single(enc, prompt):
+    with torch.no_grad():
+        return torch.nn.functional.normalize(enc([prompt]).pooled[0], dim=-1)
+
+
 def test_loading_weights_clears_the_vocabulary_cache():
     enc = _tiny()
     before = enc.encode_vocabulary(['circle'])

@@ -23,6 +23,8 @@ def _openai_imagenet_templates():
     return [template('{}') for template in OPENAI_IMAGENET_TEMPLATES]
 
 
+#: Which templates encode class names in training (``train_templates``).
+TRAIN_TEMPLATES = ('all', 'sample')
 #: Named template sets a config may list among its templates.
 TEMPLATE_SETS = dict(openai_imagenet=_openai_imagenet_templates)
 
@@ -67,6 +69,12 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
         frozen: freeze the weights (openseg's frozen-part convention: eval mode, no gradients,
             out of the optimizer; loaded from ``pretrained``, the tower is left out of
             checkpoints and reloaded from that file). Class embeddings are then cached.
+        train_templates: which templates encode the class names while gradients flow
+            through a trained tower: ``'all'`` (averaged, as at inference) or ``'sample'``
+            (one per name, drawn at random each call: official X-Decoder's training, whose
+            ``prompt_engineering(..., topk=10000)`` picks one of its templates). With 81
+            templates, ``'all'`` back-propagates through 81 times the sequences: 134 COCO names
+            took more than this project's 23 GB machines have at batch 2.
         layer_norm_eps: epsilon of every LayerNorm of the tower (open_clip's 1e-5; some
             official checkpoints were trained with another, e.g. X-Decoder's 1e-12).
     """
@@ -74,7 +82,8 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
     def __init__(self, model_name: str = 'ViT-B-16', text_cfg: Optional[dict] = None,
                  embed_dim: Optional[int] = None, pretrained: Optional[str] = None,
                  templates: Sequence[str] = DEFAULT_TEMPLATES, frozen: bool = True,
-                 layer_norm_eps: Optional[float] = None, init_cfg=None):
+                 train_templates: str = 'all', layer_norm_eps: Optional[float] = None,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         import open_clip
         from open_clip.model import _build_text_tower
@@ -99,6 +108,10 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
         if not templates or any('{}' not in t for t in templates):
             raise ValueError(f'every prompt template needs a "{{}}" slot, got {templates!r}')
         self.templates = tuple(templates)
+        if train_templates not in TRAIN_TEMPLATES:
+            raise ValueError(f'train_templates must be one of {TRAIN_TEMPLATES}, '
+                             f'not {train_templates!r}')
+        self.train_templates = train_templates
         self.frozen = frozen
         self._vocab_cache: Dict[tuple, Tensor] = {}
         # Cached class embeddings were computed with the weights being replaced.
@@ -260,7 +273,9 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
                                  mask=mask)
 
     def encode_vocabulary(self, class_names: Sequence[str]) -> Tensor:
-        """``(K, D)`` L2-normalised class embeddings, averaged over the prompt templates.
+        """``(K, D)`` L2-normalised class embeddings, averaged over the prompt templates
+        (with gradients through the tower and ``train_templates='sample'``: from one template
+        per name, drawn with torch's generator).
 
         Cached while the encoder is frozen, so a fixed vocabulary of thousands of names costs one
         encoding per process, not one per image.
@@ -273,6 +288,11 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
             cached = self._vocab_cache[key]
             if cached.device == self.token_embedding_table.device:
                 return cached
+        if not cacheable and self.train_templates == 'sample':
+            drawn = torch.randint(len(self.templates), (len(class_names),)).tolist()
+            embeds = self([self.templates[i].format(name)
+                           for i, name in zip(drawn, class_names)]).pooled
+            return F.normalize(embeds, dim=-1)
         prompts = [t.format(name) for name in class_names for t in self.templates]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             embeds = []
