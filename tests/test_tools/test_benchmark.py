@@ -34,3 +34,15 @@ def test_unknown_suite_or_option_is_one_line_error():
     # An option that changes nothing without another is refused, not silently ignored.
     result = run_tool_in_process(['benchmark.py', TINY_CONFIG, '--mmdet-fast-layers'])
     assert result.returncode == 2 and 'add --compare-mmdet' in result.stderr
+
+
+def test_inference_figures_after_training_are_of_an_inference_step():
+    """A trained text tower's vocabulary embeddings are re-encoded after training; the
+    inference FLOPs must not count that re-encoding."""
+    def flops(*extra):
+        result = run_tool(['benchmark.py', 'xdecoder::xdecoder_tiny_shapes_mixed.py', '--size',
+                           64, '--iters', 2, '--warmup', 1, '--batch-size', 1, *extra])
+        assert result.returncode == 0, result.stderr[-3000:]
+        return re.search(r'openseg: +([\d.]+) GFLOP/image', result.stdout).group(1)
+
+    assert flops('--train') == flops()

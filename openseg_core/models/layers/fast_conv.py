@@ -18,7 +18,7 @@ from mmcv.cnn.bricks.wrappers import Conv2d as MMCVConv2d
 from torch import Tensor, nn
 
 from .inference_cache import inference_cache
-from .linear import ACTIVATIONS, cpu_has_avx512, onednn_usable
+from .linear import ACTIVATIONS, cpu_has_avx512, onednn_operator, onednn_usable
 from .winograd import winograd_applies, winograd_conv2d
 
 #: Whether spatial convolutions train in NHWC when the model is channels-last (AVX-512 CPUs,
@@ -49,14 +49,7 @@ class FastConv2d(nn.Conv2d):
         return out.contiguous(memory_format=torch.channels_last)
 
 
-def _find_pointwise_convolution():
-    try:
-        return torch.ops.mkldnn._convolution_pointwise
-    except (AttributeError, RuntimeError):  # a torch built without oneDNN
-        return None
-
-
-_pointwise_convolution = _find_pointwise_convolution()
+_pointwise_convolution = onednn_operator('_convolution_pointwise')
 
 
 def conv2d_activation(conv: nn.Conv2d, x: Tensor, activation: str) -> Tensor:

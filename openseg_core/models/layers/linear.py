@@ -45,14 +45,16 @@ def cpu_has_avx512() -> bool:
 ONEDNN_TRAINING_PRODUCTS = cpu_has_avx512()
 
 
-def _find_pointwise_linear():
+def onednn_operator(name: str):
+    """torch's ``mkldnn::<name>`` operator (the fused ones Inductor's CPU backend emits), or
+    None in a torch built without oneDNN."""
     try:
-        return torch.ops.mkldnn._linear_pointwise
-    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return getattr(torch.ops.mkldnn, name)
+    except (AttributeError, RuntimeError):
         return None
 
 
-_pointwise_linear = _find_pointwise_linear()
+_pointwise_linear = onednn_operator('_linear_pointwise')
 
 
 def flop_formulas() -> dict:
