@@ -15,7 +15,7 @@ from mmcv.ops import MultiScaleDeformableAttention
 from torch import Tensor, nn
 
 from .inference_cache import inference_cache
-from .linear import onednn_linear
+from .linear import needs_gradient, onednn_linear
 
 #: Zero border added around each level's map: one row / column before it, two after, so
 #: that every bilinear corner of a location clamped to ``[-1, size]`` is a pixel of the table
@@ -218,9 +218,7 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
         value = value.view(batch, value.shape[1], self.num_heads, -1)
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
-        tracked = torch.is_grad_enabled() and any(
-            t.requires_grad for t in (query, value, reference_points, *self.parameters()))
-        if not tracked:
+        if not needs_gradient(query, value, reference_points, *self.parameters()):
             shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
             weights = _softmax_small_last_dim(self.attention_weights(query).view(
                 batch, num_queries, heads, levels * points)).view(

@@ -18,7 +18,8 @@ from mmcv.cnn.bricks.wrappers import Conv2d as MMCVConv2d
 from torch import Tensor, nn
 
 from .inference_cache import inference_cache
-from .linear import ACTIVATIONS, cpu_has_avx512, onednn_operator, onednn_usable
+from .linear import (ACTIVATIONS, cpu_has_avx512, needs_gradient, onednn_operator,
+                     onednn_usable)
 from .winograd import winograd_applies, winograd_conv2d
 
 #: Whether spatial convolutions train in NHWC when the model is channels-last (AVX-512 CPUs,
@@ -28,7 +29,7 @@ NHWC_SPATIAL_TRAINING = cpu_has_avx512()
 
 def _wants_nchw(conv: nn.Conv2d, x: Tensor, weight: Tensor) -> bool:
     return (not NHWC_SPATIAL_TRAINING and conv.groups == 1 and conv.kernel_size != (1, 1)
-            and torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+            and needs_gradient(x, weight)
             and x.device.type == 'cpu' and x.dim() == 4 and x.shape[1] > 1
             and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last))
 
@@ -59,7 +60,7 @@ def conv2d_activation(conv: nn.Conv2d, x: Tensor, activation: str) -> Tensor:
     a pass of its own); ``conv`` and torch's function otherwise. The same values to float
     rounding."""
     fused, function = ACTIVATIONS[activation]
-    if (_pointwise_convolution is None or torch.is_grad_enabled() or conv.training
+    if (_pointwise_convolution is None or needs_gradient(x, conv.weight, conv.bias)
             or conv.padding_mode != 'zeros' or isinstance(conv.padding, str)
             or not onednn_usable(x, conv.weight)):
         return function(conv(x))

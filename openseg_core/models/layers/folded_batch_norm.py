@@ -10,11 +10,11 @@ children of an ``nn.Sequential`` (mmdet's down-sampling branches and deep stems)
 ``ResNet`` stem and residual blocks, whose forwards apply ``norm{i}`` to ``conv{i}``'s output
 and nothing else.
 """
-import torch
 from torch import Tensor, nn
 
 from .fast_conv import FastConv2d
 from .inference_cache import inference_cache
+from .linear import needs_gradient
 
 
 # nn.Conv2d named among the bases: mmengine's initialisers match a layer by its class's
@@ -34,7 +34,7 @@ class FoldedConv2d(FastConv2d, nn.Conv2d):
             return super().forward(x)
         sources = [t for t in (self.weight, self.bias, norm.weight, norm.bias,
                                norm.running_mean, norm.running_var) if t is not None]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in sources):
+        if needs_gradient(*sources):
             weight, bias = _folded(self, norm)
         else:
             weight, bias = inference_cache(self).get('folded_norm', sources,

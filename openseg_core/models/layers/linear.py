@@ -70,6 +70,12 @@ def flop_formulas() -> dict:
     return {_pointwise_linear: inner_product}
 
 
+def needs_gradient(*tensors: Optional[Tensor]) -> bool:
+    """Whether autograd records an operation on these tensors (``None`` entries allowed):
+    the test every fast path here uses to choose between its inference and training forms."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def onednn_usable(*tensors: Tensor) -> bool:
     """True when torch would run convolutions of these tensors on oneDNN: float32 on the CPU,
     oneDNN built in and not switched off."""
@@ -114,8 +120,7 @@ def onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
     fused = ACTIVATIONS[activation][0] if activation else ('none', [], '')
     rows = x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
     # The inner product has no backward: a trainable bias alone needs the other paths too.
-    tracked = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, weight, bias))
+    tracked = needs_gradient(x, weight, bias)
     if (not tracked and rows >= MIN_ROWS_POINTWISE and _pointwise_linear is not None
             and onednn_usable(x, weight)
             and (bias is None or bias.dtype == torch.float32)):
@@ -148,9 +153,8 @@ def onednn_linear_binary(x: Tensor, other: Tensor, weight: Tensor,
     operations otherwise. The same values to float summation order."""
     if op not in BINARY_OPS:
         raise ValueError(f'op must be one of {tuple(BINARY_OPS)}, not {op!r}')
-    tracked = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, other, weight, bias))
-    if (not tracked and _pointwise_linear is not None and x.dim() == 2
+    if (not needs_gradient(x, other, weight, bias) and _pointwise_linear is not None
+            and x.dim() == 2
             and x.shape[0] >= MIN_ROWS_POINTWISE and onednn_usable(x, other, weight)
             and weight.storage_offset() == 0 and weight.is_contiguous()
             and (bias is None or bias.dtype == torch.float32)

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .linear import onednn_usable
+from .linear import needs_gradient, onednn_usable
 
 
 class _MaskLogits(torch.autograd.Function):
@@ -60,7 +60,7 @@ def mask_logits(embeds: Tensor, features: Tensor) -> Tensor:
     convolution per image, whose weights are the embeddings (3x faster than the einsum for
     101 x 512 x 128 x 128 on 2 cores, the NCHW copy of the result included; on NCHW features
     the convolution would reorder them first and is no faster)."""
-    if torch.is_grad_enabled() and (embeds.requires_grad or features.requires_grad):
+    if needs_gradient(embeds, features):
         return _MaskLogits.apply(embeds, features)
     if (features.dim() == 4 and features.shape[1] > 1 and onednn_usable(embeds, features)
             and features.is_contiguous(memory_format=torch.channels_last)):

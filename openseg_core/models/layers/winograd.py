@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from .inference_cache import InferenceCache
-from .linear import cpu_has_avx512
+from .linear import cpu_has_avx512, needs_gradient
 
 #: Whether 3 x 3 convolutions without gradients take this path. Measured faster only on a CPU
 #: without AVX-512; on the AVX-512 machine the direct kernel ran at 255 GFLOP/s and a version
@@ -89,7 +89,7 @@ def winograd_applies(conv: nn.Conv2d, x: Tensor, weight: Tensor,
     or groups) with enough channels and pixels, on the CPU, where :data:`WINOGRAD_INFERENCE`
     (nothing needs a gradient) or :data:`WINOGRAD_TRAINING` (something does) says it is
     faster."""
-    if _tracked(x, weight, bias):
+    if needs_gradient(x, weight, bias):
         enabled = (WINOGRAD_TRAINING and x.dim() == 4
                    and x.shape[0] * x.shape[-2] * x.shape[-1] >= MIN_TRAINING_PIXELS)
         min_channels = MIN_TRAINING_CHANNELS
@@ -103,11 +103,6 @@ def winograd_applies(conv: nn.Conv2d, x: Tensor, weight: Tensor,
             and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32)
 
 
-def _tracked(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
-    return torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, weight, bias))
-
-
 def winograd_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                     cache: Optional[InferenceCache] = None) -> Tensor:
     """``F.conv2d(x, weight, bias, padding=1)`` for a 3 x 3 ``weight`` by Winograd's
@@ -116,9 +111,9 @@ def winograd_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     transform of a weight without gradient between calls, keyed by the weight given (a folded
     batch norm's weights are a cached tensor themselves); a trained weight's is made anew."""
     transform = None
-    if cache is not None and not (torch.is_grad_enabled() and weight.requires_grad):
+    if cache is not None and not needs_gradient(weight):
         transform = cache.get('winograd', (weight, ), lambda: winograd_weight(weight))
-    if _tracked(x, weight, bias):
+    if needs_gradient(x, weight, bias):
         return _TrainableWinogradConv3x3.apply(x, weight, bias, transform)
     return winograd_conv3x3(x, winograd_weight(weight) if transform is None else transform, bias)
 

@@ -288,18 +288,17 @@ class OpenCLIPTextEncoder(FrozenPartsMixin, BaseModule):
             cached = self._vocab_cache[key]
             if cached.device == self.token_embedding_table.device:
                 return cached
+        templates = [self.templates] * len(class_names)
         if not cacheable and self.train_templates == 'sample':
             drawn = torch.randint(len(self.templates), (len(class_names),)).tolist()
-            embeds = self([self.templates[i].format(name)
-                           for i, name in zip(drawn, class_names)]).pooled
-            return F.normalize(embeds, dim=-1)
-        prompts = [t.format(name) for name in class_names for t in self.templates]
+            templates = [(self.templates[i],) for i in drawn]
+        prompts = [t.format(name) for name, own in zip(class_names, templates) for t in own]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             embeds = []
             for start in range(0, len(prompts), 1024):
                 embeds.append(self(prompts[start:start + 1024]).pooled)
         embeds = F.normalize(torch.cat(embeds), dim=-1)
-        embeds = F.normalize(embeds.view(len(class_names), len(self.templates), -1).mean(1),
+        embeds = F.normalize(embeds.view(len(class_names), len(templates[0]), -1).mean(1),
                              dim=-1)
         if cacheable:
             self._vocab_cache[key] = embeds.detach()
